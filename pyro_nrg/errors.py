@@ -1,0 +1,50 @@
+"""Named exceptions. Every message says what was wrong *and* how to fix it.
+
+All errors derive from :class:`PyroNRGError`, so ``except PyroNRGError`` catches everything the package raises
+on purpose; each also derives from the closest built-in (``ValueError``...) so generic handlers still work.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PyroNRGError",
+    "LatticeSizeError",
+    "EventShapeError",
+    "TemperatureError",
+    "NonFiniteError",
+    "ConfigMismatchError",
+    "CheckpointError",
+    "TrainingDivergedError",
+]
+
+
+class PyroNRGError(Exception):
+    """Base class of every error raised on purpose by pyro_nrg."""
+
+
+class LatticeSizeError(PyroNRGError, ValueError):
+    """The lattice side or dimension cannot be used (e.g. not a power of two for a hierarchical flow)."""
+
+
+class EventShapeError(PyroNRGError, ValueError):
+    """A tensor's trailing (event) dimensions do not match the lattice or phase space."""
+
+
+class TemperatureError(PyroNRGError, ValueError):
+    """A temperature (or inverse temperature) that is not a finite positive number."""
+
+
+class NonFiniteError(PyroNRGError, ValueError):
+    """A configuration, energy or loss contains NaN or infinity."""
+
+
+class ConfigMismatchError(PyroNRGError, ValueError):
+    """A checkpoint or saved object was made for a different model configuration."""
+
+
+class CheckpointError(PyroNRGError, RuntimeError):
+    """A checkpoint file is missing, unreadable, or not a pyro_nrg checkpoint."""
+
+
+class TrainingDivergedError(PyroNRGError, RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept intact."""
