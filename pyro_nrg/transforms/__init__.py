@@ -1,3 +1,26 @@
 """Pyro ``TransformModule``s mapping latent ``z`` to physical ``x`` (no training, no I/O)."""
 
-__all__: list[str] = []
+from .base import PairedTransformModule
+from .coupling import (
+    MLP,
+    CouplingStack,
+    MaskedAffineCoupling,
+    TransformBlock,
+    coupling_stack,
+    half_partitions,
+    masked_affine_coupling,
+)
+from .hierarchical import HierarchicalFlow, hierarchical_flow
+
+__all__ = [
+    "PairedTransformModule",
+    "MLP",
+    "MaskedAffineCoupling",
+    "CouplingStack",
+    "TransformBlock",
+    "masked_affine_coupling",
+    "coupling_stack",
+    "half_partitions",
+    "HierarchicalFlow",
+    "hierarchical_flow",
+]

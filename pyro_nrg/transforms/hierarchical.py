@@ -1,0 +1,245 @@
+r"""The NeuralRG bijection: a MERA-like hierarchy of block bijectors on a periodic lattice.
+
+Li & Wang, *Neural Network Renormalization Group*, PRL 121, 260601 (2018), arXiv:1802.02840.
+
+Geometry (see :mod:`pyro_nrg.lattice`): RG level :math:`l` acts on the sub-lattice of stride :math:`2^l`, an
+:math:`n^{\,d}` grid with :math:`n = L/2^l`. A *disentangler* layer applies one block bijector to every block
+of the grid offset by half a block (one grid site); a *decimator* layer applies another to every aligned block
+(2×2 plaquettes in 2D, pairs in 1D). After the decimator only the block's first site goes on to level
+:math:`l+1`; the others are that scale's latent ("renormalized") variables. One block bijector per layer is
+shared by all block positions (translation invariance), and each layer is a single batched call over all blocks.
+
+Direction: the transform maps latent :math:`z` to physical :math:`x` (the *inverse* RG, coarse to fine):
+
+.. math::
+    x = g(z) = \prod_{l=0}^{K-1} \big(U_l \circ D_l\big)^{(r)}\, z, \qquad
+    \ln\Big|\det \frac{\partial x}{\partial z}\Big| = \sum_{\text{layers}}\ \sum_{\text{blocks}} \ln|\det J_b|,
+
+applied from the coarsest level :math:`K-1` down to level 0 (``repeats`` times (decimator, disentangler) per
+level). Its inverse :math:`z = g^{-1}(x)` is the learned RG transformation. Latent site ``r`` carries the
+variable of RG level ``site_levels(L)[r]``; :meth:`HierarchicalFlow.split_levels` returns them per level.
+
+Shapes: events ``(L,)`` / ``(L, L)``, or ``(N,)`` with ``flat=True`` (for Pyro's ``AutoNormalizingFlow`` and
+``NeuTraReparam``, which work on flat vectors). Log-determinant: ``batch_shape``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import EventShapeError, LatticeSizeError
+from ..lattice import Lattice, site_levels
+from .base import PairedTransformModule
+from .coupling import coupling_stack
+
+__all__ = ["HierarchicalFlow", "hierarchical_flow"]
+
+BlockFactory = Callable[[int], PairedTransformModule]
+
+
+class HierarchicalFlow(PairedTransformModule):
+    r"""MERA-like NeuralRG flow on a periodic ``L**dim`` lattice (latent ``z`` → physical ``x``).
+
+    Args:
+        L: lattice side, a power of two ``>= 2``.
+        dim: 1 or 2.
+        block_factory: called as ``block_factory(layer_index)`` once per layer; returns a block bijector acting on
+            the last dimension of size ``2**dim`` (e.g. :func:`~pyro_nrg.transforms.coupling_stack`).
+        n_levels: RG levels (default all, ``log2 L``, down to a single variable). With fewer levels the
+            remaining ``(L / 2**n_levels)**dim`` coarse sites are passed through as top-level latents.
+        repeats: (disentangler, decimator) pairs per level.
+        flat: events are flat ``(N,)`` vectors (row-major) instead of ``(L,)*dim``.
+
+    Example:
+        >>> flow = hierarchical_flow(8, dim=2, n_couplings=2, hidden=16)
+        >>> z = torch.randn(5, 8, 8)
+        >>> x = flow(z); flow.log_abs_det_jacobian(z, x).shape
+        torch.Size([5])
+    """
+
+    def __init__(
+        self,
+        L: int,
+        dim: int,
+        block_factory: BlockFactory,
+        n_levels: int | None = None,
+        repeats: int = 1,
+        flat: bool = False,
+    ) -> None:
+        lattice = Lattice(L, dim)
+        lattice.require_power_of_two("a hierarchical flow")
+        k = lattice.n_levels
+        if n_levels is None:
+            n_levels = k
+        if not isinstance(n_levels, int) or not 1 <= n_levels <= k:
+            raise LatticeSizeError(
+                f"n_levels must be an integer in 1..{k} for L={L} (log2 L = {k}), got {n_levels!r}: "
+                f"use n_levels={k} for the full hierarchy"
+            )
+        if not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, got {repeats!r}: use repeats=1")
+        super().__init__(event_dim=1 if flat else dim)
+        self.lattice = lattice
+        self.L, self.dim, self.n_levels, self.repeats, self.flat = L, dim, n_levels, repeats, flat
+        self.block_size = 2**dim
+        # layers[l][2r] = disentangler, layers[l][2r+1] = decimator
+        idx = 0
+        levels = []
+        for _ in range(n_levels):
+            layer = []
+            for _ in range(2 * repeats):
+                layer.append(block_factory(idx))
+                idx += 1
+            levels.append(nn.ModuleList(layer))
+        self.levels = nn.ModuleList(levels)
+        self.register_buffer("levels_of_sites", site_levels(L, dim, n_levels), persistent=False)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """Event shape ``(L,)*dim`` or ``(N,)`` when ``flat``."""
+        return (self.lattice.n_sites,) if self.flat else self.lattice.event_shape
+
+    # --- reshaping ---------------------------------------------------------------------------------------
+    def _to_lattice(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        es = self.event_shape
+        if v.dim() < len(es) or tuple(v.shape[v.dim() - len(es):]) != es:
+            raise EventShapeError(
+                f"HierarchicalFlow(L={self.L}, dim={self.dim}, flat={self.flat}) expects shape "
+                f"(*batch, {', '.join(map(str, es))}), got {tuple(v.shape)}"
+                + ("; pass flat=True for flat (N,) vectors" if not self.flat else "; reshape to (*batch, N)")
+            )
+        batch = v.shape[: v.dim() - len(es)]
+        return v.reshape(-1, *self.lattice.event_shape), batch
+
+    def _from_lattice(self, v: torch.Tensor, batch: torch.Size) -> torch.Tensor:
+        return v.reshape(*batch, *self.event_shape)
+
+    # --- one layer -----------------------------------------------------------------------------------------
+    def _apply_layer(
+        self, y: torch.Tensor, level: int, offset: int, block: PairedTransformModule, inverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply ``block`` (or its inverse) to every block of level ``level``'s grid, shifted by ``offset``.
+
+        ``y``: ``(B, L)`` or ``(B, L, L)``. Returns the new ``y`` and the log-det (shape ``(B,)``).
+        """
+        s = 2**level
+        dim = self.dim
+        B = y.shape[0]
+        sl = (slice(None),) + (slice(None, None, s),) * dim
+        grid = y[sl]  # (B, n[, n])
+        n = grid.shape[-1]
+        axes = tuple(range(1, dim + 1))
+        if offset:
+            grid = torch.roll(grid, shifts=(-offset,) * dim, dims=axes)
+        m = n // 2
+        if dim == 1:
+            blocks = grid.reshape(B, m, 2)
+        else:
+            blocks = grid.reshape(B, m, 2, m, 2).permute(0, 1, 3, 2, 4).reshape(B, m, m, 4)
+        if inverse:
+            out, ld = block.inverse_and_log_det(blocks)
+        else:
+            out, ld = block.forward_and_log_det(blocks)
+        if dim == 1:
+            grid = out.reshape(B, n)
+        else:
+            grid = out.reshape(B, m, m, 2, 2).permute(0, 1, 3, 2, 4).reshape(B, n, n)
+        if offset:
+            grid = torch.roll(grid, shifts=(offset,) * dim, dims=axes)
+        if s == 1:
+            y = grid
+        else:
+            y = y.clone()
+            y[sl] = grid
+        return y, ld.reshape(B, -1).sum(-1)
+
+    def _layer_plan(self) -> list[tuple[int, int, PairedTransformModule]]:
+        """(level, offset, block) in the latent → physical order: coarse to fine, decimator before disentangler."""
+        plan = []
+        for level in reversed(range(self.n_levels)):
+            layers = self.levels[level]
+            for r in reversed(range(self.repeats)):
+                plan.append((level, 0, layers[2 * r + 1]))  # decimator: aligned blocks
+                plan.append((level, 1, layers[2 * r]))  # disentangler: blocks offset by half a block
+        return plan
+
+    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, batch = self._to_lattice(z)
+        ldj = y.new_zeros(y.shape[0])
+        for level, offset, block in self._layer_plan():
+            y, ld = self._apply_layer(y, level, offset, block, inverse=False)
+            ldj = ldj + ld
+        return self._from_lattice(y, batch), ldj.reshape(batch)
+
+    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, batch = self._to_lattice(x)
+        ldj = y.new_zeros(y.shape[0])
+        for level, offset, block in reversed(self._layer_plan()):
+            y, ld = self._apply_layer(y, level, offset, block, inverse=True)
+            ldj = ldj + ld
+        return self._from_lattice(y, batch), ldj.reshape(batch)
+
+    # --- renormalized variables ------------------------------------------------------------------------------
+    def site_levels(self) -> torch.Tensor:
+        """RG level of every latent site, shape ``event_shape`` (0 = finest; ``n_levels`` = coarsest)."""
+        return self.levels_of_sites.reshape(self.event_shape)
+
+    def split_levels(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Split latent variables by RG level: element ``l`` has shape ``(*batch, n_l)`` in row-major order.
+
+        ``n_0 = N (1 - 2**-dim)``, ..., and the last element holds the coarsest variables.
+        """
+        y, batch = self._to_lattice(z)
+        flat = y.reshape(y.shape[0], -1)
+        lev = self.levels_of_sites.reshape(-1)
+        return [flat[:, lev == k].reshape(*batch, -1) for k in range(self.n_levels + 1)]
+
+    def renormalized_variables(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run the learned RG on physical ``x`` and return the latent variables per level (see split_levels)."""
+        return self.split_levels(self.inv(x))
+
+    def extra_repr(self) -> str:
+        return f"L={self.L}, dim={self.dim}, n_levels={self.n_levels}, repeats={self.repeats}, flat={self.flat}"
+
+
+def hierarchical_flow(
+    L: int,
+    dim: int = 2,
+    n_levels: int | None = None,
+    n_couplings: int = 4,
+    hidden: int | Sequence[int] = 32,
+    n_hidden_layers: int = 2,
+    repeats: int = 1,
+    activation: str = "elu",
+    additive: bool = False,
+    scale_bound: float = 2.0,
+    flat: bool = False,
+    block_factory: BlockFactory | None = None,
+) -> HierarchicalFlow:
+    """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
+
+    Args:
+        L: power-of-two lattice side.
+        dim: 1 or 2.
+        n_levels: RG levels (default all).
+        n_couplings: couplings per block bijector.
+        hidden: hidden width (int, repeated ``n_hidden_layers`` times) or explicit widths.
+        n_hidden_layers: number of hidden layers when ``hidden`` is an int.
+        repeats: (disentangler, decimator) pairs per level.
+        activation: hypernet activation.
+        additive: volume-preserving (NICE) couplings.
+        scale_bound: initial soft-clamp bound of the log-scales.
+        flat: flat ``(N,)`` events.
+        block_factory: overrides the default block (called with the layer index); the block acts on ``2**dim``
+            variables.
+    """
+    widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
+    if block_factory is None:
+
+        def block_factory(i: int) -> PairedTransformModule:
+            return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i)
+
+    return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat)

@@ -1,0 +1,156 @@
+"""Contract tests over every transform of the package, plus the NeuralRG hierarchy's structure and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyro.distributions.transforms import spline_coupling
+
+from pyro_nrg.errors import EventShapeError, LatticeSizeError
+from pyro_nrg.lattice import site_levels
+from pyro_nrg.testing import check_transform
+from pyro_nrg.transforms import (
+    TransformBlock,
+    coupling_stack,
+    hierarchical_flow,
+    masked_affine_coupling,
+)
+
+TRANSFORMS = {
+    "affine_coupling": (lambda: masked_affine_coupling(4, hidden=(8,)), (4,)),
+    "additive_coupling": (lambda: masked_affine_coupling(4, [0, 2], [1, 3], hidden=(8,), additive=True), (4,)),
+    "coupling_stack_d4": (lambda: coupling_stack(4, 4, (8, 8)), (4,)),
+    "coupling_stack_d2": (lambda: coupling_stack(2, 3, (8,)), (2,)),
+    "coupling_stack_d6": (lambda: coupling_stack(6, 4, (8,)), (6,)),
+    "hier_2d_L4": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8), (4, 4)),
+    "hier_2d_L8": (lambda: hierarchical_flow(8, 2, n_couplings=2, hidden=8), (8, 8)),
+    "hier_2d_L2": (lambda: hierarchical_flow(2, 2, n_couplings=2, hidden=8), (2, 2)),
+    "hier_1d_L16": (lambda: hierarchical_flow(16, 1, n_couplings=2, hidden=8), (16,)),
+    "hier_2d_partial_levels_repeats": (
+        lambda: hierarchical_flow(8, 2, n_levels=2, repeats=2, n_couplings=2, hidden=8),
+        (8, 8),
+    ),
+    "hier_2d_flat": (lambda: hierarchical_flow(8, 2, n_couplings=2, hidden=8, flat=True), (64,)),
+    "hier_2d_additive": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, additive=True), (4, 4)),
+    "hier_2d_spline_blocks": (
+        lambda: hierarchical_flow(
+            4, 2, block_factory=lambda i: TransformBlock(spline_coupling(4, hidden_dims=[8], count_bins=4))
+        ),
+        (4, 4),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_contract(name: str) -> None:
+    factory, event_shape = TRANSFORMS[name]
+    check_transform(factory, event_shape)
+
+
+def test_float32_default_dtype_roundtrip() -> None:
+    flow = hierarchical_flow(8, 2, n_couplings=2, hidden=8)
+    z = torch.randn(7, 8, 8)
+    x = flow(z)
+    assert x.dtype == torch.float32
+    assert torch.allclose(flow.inv(x.clone()), z, atol=1e-5)
+
+
+def test_identity_at_initialisation() -> None:
+    flow = hierarchical_flow(8, 2)
+    z = torch.randn(3, 8, 8)
+    x = flow(z)
+    assert torch.equal(x, z)
+    assert torch.equal(flow.log_abs_det_jacobian(z, x), torch.zeros(3))
+
+
+def _perturbed(L: int, dim: int, **kw):
+    from pyro_nrg.testing import perturb_parameters
+
+    flow = hierarchical_flow(L, dim, n_couplings=2, hidden=8, **kw).double()
+    return perturb_parameters(flow, 0.3)
+
+
+def _periodic_distance(a: torch.Tensor, b: torch.Tensor, L: int) -> torch.Tensor:
+    d = (a - b).abs() % L
+    return torch.minimum(d, L - d)
+
+
+def test_level0_latents_act_locally() -> None:
+    """A finest-level latent only changes x within its decimator block and the disentangler blocks over it."""
+    L = 8
+    flow = _perturbed(L, 2)
+    z = torch.randn(L, L, dtype=torch.float64)
+    x0 = flow(z)
+    levels = site_levels(L, 2)
+    for r in [(0, 1), (1, 1), (3, 2)]:
+        assert levels[r] == 0
+        z1 = z.clone()
+        z1[r] += 1.0
+        changed = ((flow(z1) - x0).abs() > 1e-12).nonzero()
+        dist = _periodic_distance(changed, torch.tensor(r), L)
+        assert dist.max() <= 2, f"latent {r} changed sites {changed.tolist()}"
+
+
+def test_rg_coarse_variable_depends_on_everything_fine_variable_does_not() -> None:
+    L = 8
+    flow = _perturbed(L, 2)
+    x = torch.randn(L, L, dtype=torch.float64, requires_grad=True)
+    z = flow.inv(x)
+    (g_top,) = torch.autograd.grad(z[0, 0], x, retain_graph=True)
+    assert (g_top.abs() > 0).all(), "the coarsest latent must see every physical site"
+    (g_fine,) = torch.autograd.grad(z[1, 1], x)
+    assert (g_fine.abs() > 0).sum() < L * L / 2, "a finest-level latent must depend on a local patch only"
+
+
+def test_split_levels_counts_and_order() -> None:
+    flow = hierarchical_flow(8, 2)
+    z = torch.arange(64.0).reshape(1, 8, 8)
+    parts = flow.split_levels(z)
+    assert [p.shape[-1] for p in parts] == [48, 12, 3, 1]
+    assert parts[-1].item() == 0.0  # the coarsest latent sits at the origin
+    assert sorted(torch.cat(parts, -1).flatten().tolist()) == list(range(64))
+    flow1 = hierarchical_flow(16, 1)
+    assert [p.shape[-1] for p in flow1.split_levels(torch.zeros(2, 16))] == [8, 4, 2, 1, 1]
+    partial = hierarchical_flow(8, 2, n_levels=1)
+    assert [p.shape[-1] for p in partial.split_levels(torch.zeros(8, 8))] == [48, 16]
+
+
+def test_renormalized_variables_invert_the_flow() -> None:
+    flow = _perturbed(4, 2)
+    x = torch.randn(2, 4, 4, dtype=torch.float64)
+    parts = flow.renormalized_variables(x)
+    assert [p.shape for p in parts] == [(2, 12), (2, 3), (2, 1)]
+
+
+@pytest.mark.parametrize("L", [3, 6, 12])
+def test_non_power_of_two_is_refused(L: int) -> None:
+    with pytest.raises(LatticeSizeError, match="power of 2"):
+        hierarchical_flow(L, 2)
+
+
+def test_bad_levels_and_event_shapes() -> None:
+    with pytest.raises(LatticeSizeError, match="n_levels"):
+        hierarchical_flow(8, 2, n_levels=4)
+    with pytest.raises(LatticeSizeError, match="dimension"):
+        hierarchical_flow(8, 3)
+    flow = hierarchical_flow(8, 2)
+    with pytest.raises(EventShapeError, match="flat=True"):
+        flow(torch.randn(3, 64))
+    with pytest.raises(EventShapeError, match=r"\(\*batch, 8, 8\)"):
+        flow(torch.randn(3, 4, 4))
+    with pytest.raises(EventShapeError, match="partition"):
+        masked_affine_coupling(4, [0, 1], [1, 2])
+
+
+def test_flow_inside_pyro_transformed_distribution() -> None:
+    import pyro.distributions as dist
+
+    flow = _perturbed(4, 2)
+    base = dist.Normal(torch.zeros(4, 4, dtype=torch.float64), 1.0).to_event(2)
+    q = dist.TransformedDistribution(base, [flow])
+    x = q.rsample((6,))
+    lp = q.log_prob(x)
+    assert lp.shape == (6,)
+    z = flow.inv(x.detach().clone())
+    ref = base.log_prob(z) - flow.log_abs_det_jacobian(z, flow(z))
+    assert torch.allclose(lp, ref, atol=1e-10)
