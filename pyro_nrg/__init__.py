@@ -1,8 +1,38 @@
-"""pyro_nrg: Neural network renormalization group and neural canonical transformations for Pyro."""
+"""pyro_nrg: Neural network renormalization group and neural canonical transformations for Pyro.
 
-from . import energies, errors, lattice, testing, transforms
+Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:`~pyro_nrg.transforms` (Pyro
+``TransformModule``s, latent → physical), :mod:`~pyro_nrg.flows` (assembled architectures),
+:mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`.
+"""
+
+from . import distributions, energies, errors, flows, infer, lattice, testing, transforms
+from .distributions import FlowDistribution, Z2Symmetrized
+from .energies import ISING_TC, IsingRelaxed, Phi4
+from .flows import NeuralRGConfig, neural_rg
+from .infer import distill, estimate_free_energy, flow_mh
 from .lattice import Lattice
 
 __version__ = "0.1.0"
 
-__all__ = ["energies", "errors", "lattice", "testing", "transforms", "Lattice", "__version__"]
+__all__ = [
+    "distributions",
+    "energies",
+    "errors",
+    "flows",
+    "infer",
+    "lattice",
+    "testing",
+    "transforms",
+    "FlowDistribution",
+    "Z2Symmetrized",
+    "ISING_TC",
+    "IsingRelaxed",
+    "Phi4",
+    "NeuralRGConfig",
+    "neural_rg",
+    "distill",
+    "estimate_free_energy",
+    "flow_mh",
+    "Lattice",
+    "__version__",
+]

@@ -15,6 +15,9 @@ __all__ = [
     "ConfigMismatchError",
     "CheckpointError",
     "TrainingDivergedError",
+    "NotNormalizableError",
+    "NotPositiveDefiniteError",
+    "NoExactSolutionError",
 ]
 
 
@@ -48,3 +51,16 @@ class CheckpointError(PyroNRGError, RuntimeError):
 
 class TrainingDivergedError(PyroNRGError, RuntimeError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept intact."""
+
+
+class NotNormalizableError(PyroNRGError, ValueError):
+    """The Boltzmann weight :math:`e^{-\\beta E}` is not integrable for these parameters."""
+
+
+class NotPositiveDefiniteError(NotNormalizableError):
+    """A coupling matrix (``K`` of the Ising relaxation, ``M`` of a Gaussian field) is not positive
+    definite."""
+
+
+class NoExactSolutionError(PyroNRGError, NotImplementedError):
+    """No exact (closed-form or enumerable) value exists for the requested quantity at these parameters."""

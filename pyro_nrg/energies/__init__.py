@@ -1,5 +1,37 @@
 """Unnormalized potentials ``E(x)`` of shape ``batch_shape``, with exact references where they exist."""
 
 from .base import Energy, check_temperature
+from .ising import (
+    DEFAULT_MARGIN,
+    ISING_TC,
+    IsingEnumeration,
+    IsingRelaxed,
+    NoExactSolutionError,
+    NotNormalizableError,
+    NotPositiveDefiniteError,
+    adjacency_spectrum,
+    enumerate_ising,
+    exact_ising_energy_per_site,
+    exact_ising_log_z,
+    exact_ising_m2,
+)
+from .phi4 import Phi4, mass_to_hopping
 
-__all__ = ["Energy", "check_temperature"]
+__all__ = [
+    "Energy",
+    "check_temperature",
+    "ISING_TC",
+    "DEFAULT_MARGIN",
+    "IsingRelaxed",
+    "IsingEnumeration",
+    "enumerate_ising",
+    "exact_ising_log_z",
+    "exact_ising_energy_per_site",
+    "exact_ising_m2",
+    "adjacency_spectrum",
+    "Phi4",
+    "mass_to_hopping",
+    "NotNormalizableError",
+    "NotPositiveDefiniteError",
+    "NoExactSolutionError",
+]

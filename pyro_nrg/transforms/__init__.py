@@ -1,6 +1,6 @@
 """Pyro ``TransformModule``s mapping latent ``z`` to physical ``x`` (no training, no I/O)."""
 
-from .base import PairedTransformModule
+from .base import PairedTransformModule, Reshaped
 from .coupling import (
     MLP,
     CouplingStack,
@@ -14,6 +14,7 @@ from .hierarchical import HierarchicalFlow, hierarchical_flow
 
 __all__ = [
     "PairedTransformModule",
+    "Reshaped",
     "MLP",
     "MaskedAffineCoupling",
     "CouplingStack",

@@ -18,7 +18,7 @@ import torch
 from pyro.distributions.torch_transform import TransformModule
 from torch.distributions import constraints
 
-__all__ = ["PairedTransformModule"]
+__all__ = ["PairedTransformModule", "Reshaped"]
 
 
 class PairedTransformModule(TransformModule):
@@ -74,3 +74,37 @@ class PairedTransformModule(TransformModule):
         """Forget the cached (z, x, log-det) triple and Pyro's value cache (frees the autograd graph)."""
         self._last = None
         self._cached_x_y = None, None
+
+
+class Reshaped(PairedTransformModule):
+    """Run a transform on events of shape ``inner_shape`` while exposing flat ``(prod(inner_shape),)`` events.
+
+    Pyro's ``AutoContinuous`` guides and ``NeuTraReparam`` pack all latent sites into one flat vector; wrapping a
+    lattice flow in :class:`Reshaped` lets it act there. ``inner`` must implement ``forward_and_log_det`` and
+    ``inverse_and_log_det``.
+    """
+
+    def __init__(self, inner: PairedTransformModule, inner_shape: tuple[int, ...]) -> None:
+        super().__init__(event_dim=1)
+        self.inner = inner
+        self.inner_shape = tuple(int(s) for s in inner_shape)
+        self.size = 1
+        for s in self.inner_shape:
+            self.size *= s
+
+    def _unflat(self, v: torch.Tensor) -> torch.Tensor:
+        if v.dim() < 1 or v.shape[-1] != self.size:
+            from ..errors import EventShapeError
+
+            raise EventShapeError(
+                f"expected flat events of size {self.size} (= prod{self.inner_shape}), got shape {tuple(v.shape)}"
+            )
+        return v.reshape(*v.shape[:-1], *self.inner_shape)
+
+    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, ldj = self.inner.forward_and_log_det(self._unflat(z))
+        return x.reshape(z.shape), ldj
+
+    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, ldj = self.inner.inverse_and_log_det(self._unflat(x))
+        return z.reshape(x.shape), ldj

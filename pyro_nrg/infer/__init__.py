@@ -1,0 +1,48 @@
+"""Inference: energies as Pyro models, flow guides, distillation (SVI), estimators, flow-proposal MCMC."""
+
+from .distill import (
+    DistillConfig,
+    Distiller,
+    DistillResult,
+    FreeEnergyELBO,
+    distill,
+    energy_config,
+    load_checkpoint,
+)
+from .estimators import (
+    FreeEnergyEstimate,
+    effective_sample_size,
+    estimate_free_energy,
+    log_mean_exp,
+    log_z_importance,
+    psis_khat,
+    sample_log_weights,
+    snis_mean,
+)
+from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
+from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
+
+__all__ = [
+    "DistillConfig",
+    "Distiller",
+    "DistillResult",
+    "FreeEnergyELBO",
+    "distill",
+    "energy_config",
+    "load_checkpoint",
+    "FreeEnergyEstimate",
+    "effective_sample_size",
+    "estimate_free_energy",
+    "log_mean_exp",
+    "log_z_importance",
+    "psis_khat",
+    "sample_log_weights",
+    "snis_mean",
+    "FlowGuide",
+    "FlowIndependenceMH",
+    "FlowMHResult",
+    "flow_mh",
+    "boltzmann_model",
+    "boltzmann_site",
+    "flat_site_distribution",
+]

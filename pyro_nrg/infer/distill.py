@@ -1,0 +1,446 @@
+r"""Probability density distillation (NeuralRG) through Pyro: train a flow on the bare energy alone.
+
+Minimises the variational free energy (Li & Wang, PRL 121, 260601 (2018), Eq. 3)
+
+.. math:: F_q = \mathbb E_{x\sim q}\big[E(x) + T\ln q(x)\big] = -T\,\mathrm{ELBO} \;\ge\; F = -T\ln Z,
+
+with Pyro's :class:`~pyro.infer.Trace_ELBO` on the model :func:`~pyro_nrg.infer.boltzmann_model` and the guide
+:class:`~pyro_nrg.infer.FlowGuide`, one vectorised particle per batch element. ``Trace_ELBO()(model, guide)`` is
+a :class:`torch.nn.Module`, so a plain PyTorch loop drives it: any ``torch.optim`` optimizer, a warm-up + cosine
+learning-rate schedule, gradient clipping, and checkpoints of (flow, optimizer, scheduler, RNG) that resume
+bit-exactly. Checkpoints are data, never code (``torch.load(weights_only=True)``), written atomically.
+
+Example:
+    >>> from pyro_nrg.energies import IsingRelaxed, ISING_TC
+    >>> from pyro_nrg.flows import neural_rg
+    >>> result = distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=20, batch=64, progress=False)
+    >>> result.history["fq"][-1] < result.history["fq"][0]
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+from tqdm.auto import tqdm
+
+from ..distributions import atomic_torch_save
+from ..errors import CheckpointError, ConfigMismatchError, TrainingDivergedError
+from ..flows import flow_config
+from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
+from .model import FlowGuide, boltzmann_model
+
+__all__ = [
+    "DistillConfig",
+    "FreeEnergyELBO",
+    "Distiller",
+    "DistillResult",
+    "distill",
+    "energy_config",
+    "load_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "pyro_nrg.distill/1"
+HISTORY_KEYS = ("step", "fq", "fq_err", "loss", "lr", "grad_norm", "seconds")
+
+
+@dataclass
+class DistillConfig:
+    """Settings of a distillation run (saved in every checkpoint's config).
+
+    Attributes:
+        steps: total optimisation steps.
+        batch: samples per step (vectorised ELBO particles).
+        lr: peak learning rate (Adam).
+        weight_decay: AdamW-style decoupled weight decay (0 = plain Adam).
+        schedule: ``"cosine"`` (warm-up then cosine decay to ``min_lr_ratio * lr``) or ``"constant"``.
+        warmup: linear warm-up steps.
+        min_lr_ratio: floor of the cosine schedule.
+        clip_norm: gradient-norm clipping (``None`` = off).
+        z2_symmetric: train the Z₂-symmetrized mixture :math:`\\tfrac12[q(x) + q(-x)]`.
+        checkpoint_every: steps between checkpoints (when a checkpoint folder is given).
+        seed: seeds torch's RNG at the start of a fresh run (``None`` = leave it).
+    """
+
+    steps: int = 1000
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: int = 50
+    min_lr_ratio: float = 0.02
+    clip_norm: float | None = 10.0
+    z2_symmetric: bool = True
+    checkpoint_every: int = 100
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if int(self.steps) < 0 or int(self.batch) < 2:
+            raise ValueError(f"need steps >= 0 and batch >= 2, got steps={self.steps}, batch={self.batch}")
+
+
+class FreeEnergyELBO(Trace_ELBO):
+    """:class:`~pyro.infer.Trace_ELBO` that also keeps the per-particle log-weights of its last evaluation.
+
+    ``last_log_weights`` (shape ``(num_particles,)``, detached) is :math:`\\ln p(x, \\cdot) - \\ln q(\\cdot)` summed
+    over all sites of a particle — for :func:`boltzmann_model` exactly :math:`-\\beta E(x) - \\ln q(x)`.
+    """
+
+    last_log_weights: torch.Tensor | None = None
+
+    def _get_trace(self, model, guide, args, kwargs):  # noqa: ANN001 - Pyro's signature
+        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
+        n = self.num_particles if self.vectorize_particles else 1
+        total = 0.0
+        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+            for site in trace.nodes.values():
+                if site["type"] != "sample":
+                    continue
+                lp = site.get("log_prob")
+                if lp is None:
+                    continue
+                lp = lp.detach()
+                if self.vectorize_particles and lp.dim() > 0 and lp.shape[0] == n:
+                    lp = lp.reshape(n, -1).sum(-1)
+                else:
+                    lp = lp.sum().expand(n)
+                total = total + sign * lp
+        self.last_log_weights = torch.as_tensor(total).to(torch.float64)
+        return model_trace, guide_trace
+
+
+def energy_config(energy: Any) -> dict[str, Any]:
+    """A JSON-able description of an energy used to refuse mismatched checkpoints."""
+    cfg = getattr(energy, "config", None)
+    out: dict[str, Any] = {"kind": type(energy).__name__, "event_shape": list(energy.event_shape)}
+    out["temperature"] = float(getattr(energy, "temperature", 1.0))
+    if isinstance(cfg, dict):
+        out.update(cfg)
+    return out
+
+
+def _lr_lambda(cfg: DistillConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
+        if cfg.schedule == "constant":
+            return warm
+        progress = min(1.0, step / max(1, cfg.steps))
+        cos = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return warm * cos
+
+    return f
+
+
+@dataclass
+class DistillResult:
+    """What :func:`distill` returns: the history (dict of lists), the trained guide/flow and the distiller."""
+
+    history: dict[str, list[float]]
+    guide: FlowGuide
+    distiller: Distiller
+    checkpoint: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flow(self) -> torch.nn.Module:
+        """The trained flow (latent → physical)."""
+        return self.guide.flow
+
+
+class Distiller:
+    """Stateful distillation run: model, guide, ELBO module, optimizer, schedule, history, checkpoints.
+
+    Args:
+        energy: the target :class:`~pyro_nrg.energies.Energy`.
+        flow: the flow to train (latent → physical, event shape = the energy's).
+        config: :class:`DistillConfig`.
+        checkpoint_dir: folder for ``checkpoint.pt``, ``config.json`` and ``metrics.jsonl`` (``None`` = none).
+        site: name of the configuration site in the Pyro model.
+    """
+
+    def __init__(
+        self,
+        energy: Any,
+        flow: torch.nn.Module,
+        config: DistillConfig | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        site: str = "x",
+    ) -> None:
+        self.energy = energy
+        self.flow = flow
+        self.config = config or DistillConfig()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.model = boltzmann_model(energy, site)
+        self.guide = FlowGuide(self.model, flow, site=site, z2_symmetric=self.config.z2_symmetric)
+        with torch.random.fork_rng():
+            self.guide._setup_prototype()  # runs the model once; keep it off the training RNG stream
+        self.elbo = FreeEnergyELBO(
+            num_particles=self.config.batch, vectorize_particles=True, max_plate_nesting=0
+        )
+        self.loss_module = self.elbo(self.model, self.guide)
+        params = [p for p in flow.parameters() if p.requires_grad]
+        if self.config.weight_decay > 0:
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+                params, lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.config))
+        self.step = 0
+        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+
+    # --- configuration ---------------------------------------------------------------------------------------
+    def run_config(self) -> dict[str, Any]:
+        """Everything needed to tell whether a checkpoint belongs to this run (JSON-serialisable)."""
+        return {
+            "energy": energy_config(self.energy),
+            "flow": flow_config(self.flow) or {"kind": type(self.flow).__name__},
+            "distill": asdict(self.config),
+        }
+
+    # --- one step ----------------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the record appended to the history."""
+        t0 = time.perf_counter()
+        T = float(self.energy.temperature)
+        try:
+            loss = self.loss_module()
+        except ValueError as exc:  # Pyro's argument validation meets the NaN first
+            if "invalid values" not in str(exc):
+                raise
+            loss = torch.tensor(float("nan"))
+        lw = self.elbo.last_log_weights
+        if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
+            raise TrainingDivergedError(
+                f"non-finite loss at step {self.step} (loss={float(loss):.4g}); parameters were not updated and the "
+                f"last good checkpoint {self._ckpt_path() or '(none: pass checkpoint_dir=...)'} is intact. Lower the "
+                "learning rate, enable clip_norm, or use float64"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.config.clip_norm if self.config.clip_norm is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDivergedError(
+                f"non-finite gradient at step {self.step}; parameters were not updated and the last good checkpoint "
+                f"{self._ckpt_path() or '(none)'} is intact. Lower the learning rate or use float64"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        record = {
+            "step": float(self.step),
+            "fq": -T * lw.mean().item(),
+            "fq_err": T * lw.std().item() / math.sqrt(lw.numel()),
+            "loss": float(loss.detach()),
+            "lr": float(lr),
+            "grad_norm": grad_norm,
+            "seconds": time.perf_counter() - t0,
+        }
+        for k in HISTORY_KEYS:
+            self.history[k].append(record[k])
+        # free the autograd graph held by the transform caches
+        self.flow.clear_cache() if hasattr(self.flow, "clear_cache") else None
+        return record
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(
+        self,
+        steps: int | None = None,
+        callbacks: Sequence[Callable[[Distiller, dict[str, float]], bool | None]] = (),
+        progress: bool | None = None,
+    ) -> dict[str, list[float]]:
+        """Train until ``config.steps`` (or ``steps`` more); a callback returning ``True`` stops early."""
+        target = self.config.steps if steps is None else self.step + int(steps)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        bar = tqdm(total=target, initial=self.step, disable=not progress, desc="distill", leave=False)
+        try:
+            while self.step < target:
+                record = self.train_step()
+                bar.update(1)
+                bar.set_postfix(fq=f"{record['fq']:.4f}", lr=f"{record['lr']:.1e}")
+                self._append_metrics(record)
+                stop = any(bool(cb(self, record)) for cb in callbacks)
+                if self.checkpoint_dir is not None and (
+                    self.step % self.config.checkpoint_every == 0 or self.step == target or stop
+                ):
+                    self.save_checkpoint()
+                if stop:
+                    break
+        finally:
+            bar.close()
+        return self.history
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def _ckpt_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / "checkpoint.pt"
+
+    def _append_metrics(self, record: dict[str, float]) -> None:
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.checkpoint_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint payload (tensors and plain containers only)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "flow": self.flow.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+            "history": self.history,
+            "config": self.run_config(),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the checkpoint atomically (temp file + rename) and ``config.json`` beside it."""
+        path = Path(path) if path is not None else self._ckpt_path()
+        if path is None:
+            raise CheckpointError("no checkpoint path: pass checkpoint_dir=... or a path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self.state(), path)
+        tmp = path.parent / ".config.json.tmp"
+        tmp.write_text(json.dumps(self.run_config(), indent=2))
+        os.replace(tmp, path.parent / "config.json")
+        logger.info("checkpoint at step %d written to %s", self.step, path)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Restore flow, optimizer, scheduler, RNG and history; refuse a checkpoint of another configuration."""
+        path = Path(path) if path is not None else self._ckpt_path()
+        blob = load_checkpoint(path)
+        mine, theirs = self.run_config(), blob["config"]
+        diffs = [
+            f"{part}.{k}: checkpoint {theirs[part].get(k)!r} vs model {mine[part].get(k)!r}"
+            for part in ("energy", "flow")
+            for k in sorted(set(mine[part]) | set(theirs.get(part, {})))
+            if theirs.get(part, {}).get(k) != mine[part].get(k)
+        ]
+        if diffs:
+            raise ConfigMismatchError(
+                f"checkpoint {path} was made for a different model ({'; '.join(diffs)}): rebuild the energy and flow "
+                "with the checkpoint's config.json, or start a fresh run in another folder"
+            )
+        self.flow.load_state_dict(blob["flow"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng_torch"])
+        self.step = int(blob["step"])
+        self.history = {k: list(blob["history"].get(k, [])) for k in HISTORY_KEYS}
+        if self.checkpoint_dir is not None:  # metrics written after the checkpoint are replayed on resume
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.checkpoint_dir / "metrics.jsonl", "w") as fh:
+                for i in range(len(self.history["step"])):
+                    fh.write(json.dumps({k: self.history[k][i] for k in HISTORY_KEYS}) + "\n")
+
+    # --- evaluation ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate(self, n: int = 8192, batch_size: int = 4096, float64: bool = True) -> FreeEnergyEstimate:
+        """F_q, IS ln Z, ESS and k-hat from ``n`` fresh samples (a float64 copy of the flow if ``float64``)."""
+        q = self.guide.distribution()
+        energy = self.energy
+        if float64:
+            import copy
+
+            flow64 = copy.deepcopy(self.flow).double()
+            from ..distributions import FlowDistribution, Z2Symmetrized
+
+            q = FlowDistribution(flow64)
+            q = Z2Symmetrized(q) if self.config.z2_symmetric else q
+            energy = copy.deepcopy(energy).double()
+        _, lw = sample_log_weights(energy, q, n, batch_size)
+        exact = None
+        try:
+            exact = float(self.energy.log_z())
+        except NotImplementedError:
+            pass
+        return estimate_free_energy(lw, float(self.energy.temperature), exact)
+
+
+def load_checkpoint(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Load a distillation checkpoint as data (``weights_only=True``) and check its format."""
+    if path is None or not Path(path).exists():
+        raise CheckpointError(f"no checkpoint at {path}: start without resume, or point to an existing run folder")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with a clear message
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a pyro_nrg distillation checkpoint (format {CHECKPOINT_FORMAT})")
+    return blob
+
+
+def distill(
+    energy: Any,
+    flow: torch.nn.Module,
+    steps: int = 1000,
+    batch: int = 256,
+    lr: float = 1e-3,
+    *,
+    config: DistillConfig | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callable[[Distiller, dict[str, float]], bool | None]] = (),
+    progress: bool | None = None,
+    **config_overrides: Any,
+) -> DistillResult:
+    """Train ``flow`` to the Boltzmann density of ``energy`` by minimising :math:`F_q` (Pyro ``Trace_ELBO``).
+
+    Args:
+        energy: target energy (``energy.action(x) = beta E(x)``).
+        flow: flow to train (its event shape must equal the energy's).
+        steps, batch, lr: shortcuts for the matching :class:`DistillConfig` fields.
+        config: a full :class:`DistillConfig` (then ``steps/batch/lr`` and overrides are ignored).
+        checkpoint_dir: folder for checkpoints and ``metrics.jsonl``.
+        resume: continue from ``checkpoint_dir/checkpoint.pt`` (bit-exact continuation) if it exists.
+        callbacks: ``cb(distiller, record) -> bool | None``; ``True`` stops training.
+        progress: tqdm bar (default: only when stderr is a terminal).
+        **config_overrides: other :class:`DistillConfig` fields (``z2_symmetric``, ``schedule``, ``seed``...).
+
+    Returns:
+        :class:`DistillResult` with ``history`` (``step, fq, fq_err, loss, lr, grad_norm, seconds`` per step).
+
+    Raises:
+        TrainingDivergedError: NaN/inf loss or gradient (the last checkpoint stays intact).
+        ConfigMismatchError: ``resume`` with a checkpoint of another model.
+    """
+    cfg = config or DistillConfig(steps=steps, batch=batch, lr=lr, **config_overrides)
+    if cfg.seed is not None:
+        pyro.set_rng_seed(cfg.seed)
+    runner = Distiller(energy, flow, cfg, checkpoint_dir)
+    ckpt = runner._ckpt_path()
+    if resume and ckpt is not None and ckpt.exists():
+        runner.load_checkpoint(ckpt)
+        logger.info("resumed from %s at step %d", ckpt, runner.step)
+    elif resume and ckpt is None:
+        raise CheckpointError("resume=True needs checkpoint_dir=... (the folder of the run to continue)")
+    elif ckpt is not None and ckpt.exists() and not resume:
+        raise CheckpointError(
+            f"{ckpt} already exists: pass resume=True to continue that run, or choose another checkpoint_dir "
+            "(refusing to overwrite it)"
+        )
+    runner.run(callbacks=callbacks, progress=progress)
+    return DistillResult(history=runner.history, guide=runner.guide, distiller=runner, checkpoint=ckpt)
