@@ -22,7 +22,7 @@ import torch
 from .energies import ISING_TC, IsingRelaxed
 from .errors import CheckpointError, ConfigMismatchError, PyroNRGError, TrainingDivergedError
 from .flows import NeuralRGConfig, neural_rg
-from .infer import DistillConfig, distill, flow_mh
+from .infer import distill, flow_mh
 
 __all__ = ["main", "build_parser"]
 

@@ -23,7 +23,7 @@ from torch.distributions import constraints
 from .errors import CheckpointError
 from .flows import build_flow, flow_config
 
-__all__ = ["FlowDistribution", "Z2Symmetrized", "standard_normal"]
+__all__ = ["FlowDistribution", "Z2Symmetrized", "standard_normal", "detached_log_prob", "atomic_torch_save"]
 
 
 def standard_normal(
@@ -56,17 +56,31 @@ class FlowDistribution(dist.TransformedDistribution):
 
     arg_constraints: dict[str, constraints.Constraint] = {}
 
-    def __init__(self, flow: torch.nn.Module, event_shape: tuple[int, ...] | None = None, validate_args=None):
+    def __init__(
+        self,
+        flow: torch.nn.Module,
+        event_shape: tuple[int, ...] | None = None,
+        path_gradient: bool = False,
+        validate_args=None,
+    ):
         es = tuple(event_shape or flow.event_shape)
         p = _flow_param(flow)
         base = standard_normal(es, p.dtype if p is not None else None, p.device if p is not None else None)
         self.flow = flow
+        self.path_gradient = bool(path_gradient)
         super().__init__(base, [flow], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):  # noqa: D102 - keep the class under Pyro's plate broadcasting
         new = self._get_checked_instance(FlowDistribution, _instance)
         new.flow = self.flow
+        new.path_gradient = self.path_gradient
         return super().expand(batch_shape, _instance=new)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """ln q(x); with ``path_gradient`` the flow parameters are detached (see :func:`detached_log_prob`)."""
+        if self.path_gradient and torch.is_grad_enabled():
+            return detached_log_prob(self, x)
+        return super().log_prob(x)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the flow's ``state_dict`` (``path``) and its config JSON (``path`` + ``.json``), atomically."""
@@ -149,10 +163,40 @@ class Z2Symmetrized(dist.TorchDistribution):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         last = getattr(self, "_last", None)
+        if getattr(self.base, "path_gradient", False) and torch.is_grad_enabled():
+            own = last[1] if last is not None and last[0] is x else x
+            return torch.logaddexp(self.base.log_prob(own), self.base.log_prob(-own)) - math.log(2.0)
         if last is not None and last[0] is x and last[2] is not None:
             _, x_own, log_q_own = last
             return torch.logaddexp(log_q_own, self.base.log_prob(-x_own)) - math.log(2.0)
         return torch.logaddexp(self.base.log_prob(x), self.base.log_prob(-x)) - math.log(2.0)
+
+
+class _InverseCall(torch.nn.Module):
+    def __init__(self, flow: torch.nn.Module) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flow.inverse_and_log_det(x)
+
+
+def detached_log_prob(q: FlowDistribution, x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\ln q_{\bar\theta}(x)` with the flow parameters treated as constants but ``x`` differentiable.
+
+    This is the *path-gradient* ("sticking the landing", Roeder, Wu & Duvenaud 2017; Vaitl et al. 2022) form of
+    the reverse-KL objective: for :math:`x = g_\theta(z)` the total derivative of
+    :math:`\mathbb E[\beta E(x) + \ln q_{\bar\theta}(x)]` drops the score term
+    :math:`\partial_\theta \ln q_\theta(x)|_x`, whose expectation is zero but whose variance is not, so the
+    gradient vanishes exactly at :math:`q = p`. Costs one inverse pass of the flow.
+    """
+    flow = q.flow
+    if not hasattr(flow, "inverse_and_log_det"):
+        return dist.TransformedDistribution.log_prob(q, x)
+    wrapper = _InverseCall(flow)
+    params = {f"flow.{k}": v.detach() for k, v in flow.named_parameters()}
+    z, ldj = torch.func.functional_call(wrapper, params, (x,), strict=False)
+    return q.base_dist.log_prob(z) - ldj
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:

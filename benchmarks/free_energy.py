@@ -1,0 +1,149 @@
+"""Free-energy benchmark of NeuralRG distillation on the 2D Ising model (continuous relaxation).
+
+For L = 4, 8, 16 at T_c (and a temperature sweep at L = 8): train with ``distill`` under a wall-time budget, then
+estimate in float64 from fresh samples: the variational F_q, the importance-sampled F = -T ln Z with its error,
+ESS/N, PSIS k-hat, and the flow-MH acceptance. Relative errors are against the exact ln Z of the *relaxed* model
+(Kaufman's finite-lattice Ising solution plus the relaxation constant); the same absolute errors relative to the
+Ising free energy are reported too. Also: the training step time of our flow against a Pyro ``affine_coupling``
+stack of equal parameter count and batch, and the L=16 / L=8 step-time ratio.
+
+    python benchmarks/free_energy.py            # full run (about 35 minutes on 2 CPU cores)
+    python benchmarks/free_energy.py --quick    # a few minutes, CI-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.distributions.torch_transform import ComposeTransformModule
+from pyro.distributions.transforms import Permute, affine_coupling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median_time, table, write_result  # noqa: E402
+
+from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
+from pyro_nrg.flows import neural_rg  # noqa: E402
+from pyro_nrg.infer import DistillConfig, Distiller, flow_mh  # noqa: E402
+from pyro_nrg.transforms import TransformBlock  # noqa: E402
+
+
+def train(L: int, T: float, budget_s: float, steps: int, batch: int, lr: float, seed: int = 0,
+          n_eval: int = 16384, mh: bool = False, **flow_kw) -> dict:
+    pyro.set_rng_seed(seed)
+    energy = IsingRelaxed(L, T)
+    flow = neural_rg(L=L, **flow_kw)
+    cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=min(100, steps // 20), z2_symmetric=True)
+    d = Distiller(energy, flow, cfg)
+    t0 = time.perf_counter()
+    d.run(callbacks=[lambda dd, rec: time.perf_counter() - t0 > budget_s], progress=False)
+    wall = time.perf_counter() - t0
+    est = d.estimate(n_eval)
+    const = energy.log_z() - energy.log_z_ising()  # ln Z_relaxed - ln Z_Ising
+    f_ising = -T * (energy.log_z() - const)
+    out = {
+        "L": L, "T": T, "steps": d.step, "batch": batch, "lr": lr, "train_seconds": wall,
+        "step_seconds_median": sorted(d.history["seconds"])[len(d.history["seconds"]) // 2],
+        "fq": est.fq, "fq_err": est.fq_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+        "f_exact_relaxed": -T * energy.log_z(), "f_exact_ising": f_ising,
+        "fq_rel_err": est.fq_rel_err, "is_rel_err": est.is_rel_err, "is_sigma": est.is_sigma,
+        "is_sigma_rel": est.f_is_err / abs(est.f_is),
+        "fq_rel_err_vs_ising": (est.fq + T * energy.log_z()) / abs(f_ising),
+        "is_rel_err_vs_ising": (est.f_is + T * energy.log_z()) / abs(f_ising),
+        "ess_fraction": est.ess_fraction, "khat": est.khat, "flow_params": sum(p.numel() for p in flow.parameters()),
+    }
+    if mh:
+        res = flow_mh(energy, d.guide.distribution(), n_walkers=512, n_steps=200, warmup=20)
+        m2 = energy.m2_improved(res.samples).mean(1)
+        out.update(flow_mh_acceptance=res.acceptance_rate, m2_flow_mh=m2.mean().item(),
+                   m2_flow_mh_err=m2.std().item() / math.sqrt(m2.numel()))
+        try:
+            out["m2_exact"] = energy.exact_m2()
+        except Exception:  # noqa: BLE001 - exact m2 only for tiny lattices
+            out["m2_exact"] = None
+    return out
+
+
+def step_time(L: int, batch: int, pyro_flow: bool) -> tuple[float, int]:
+    """Median training-step time of the Distiller with our flow or a Pyro affine_coupling stack of equal params."""
+    pyro.set_rng_seed(0)
+    energy = IsingRelaxed(L, ISING_TC)
+    ours = neural_rg(L=L)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    flow = ours
+    if pyro_flow:
+        N = L * L
+
+        def build(h: int) -> ComposeTransformModule:
+            g = torch.Generator().manual_seed(0)
+            parts = []
+            for i in range(4):
+                parts.append(affine_coupling(N, hidden_dims=[h]))
+                if i < 3:
+                    parts.append(Permute(torch.randperm(N, generator=g)))
+            return ComposeTransformModule(parts)
+
+        c1 = sum(p.numel() for p in build(1).parameters())
+        per_h = sum(p.numel() for p in build(2).parameters()) - c1
+        stack = build(max(1, round((n_ours - c1) / per_h) + 1))
+        flow = TransformBlock(stack)
+        flow.event_shape = (N,)
+    n = sum(p.numel() for p in flow.parameters())
+    d = Distiller(energy, flow, DistillConfig(steps=10**6, batch=batch, z2_symmetric=True))
+    t, _ = median_time(d.train_step, repeats=15, warmup=3)
+    return t, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small budgets (CI-sized)")
+    ap.add_argument("--budget-l8", type=float, default=900.0, help="training seconds at L=8 (default 900 = 15 min)")
+    ap.add_argument("--budget-l16", type=float, default=900.0, help="training seconds at L=16")
+    args = ap.parse_args()
+    q = args.quick
+    runs = []
+    print("training ...", flush=True)
+    runs.append(train(4, ISING_TC, 60 if not q else 15, 1500, 256, 3e-3, mh=True))
+    runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 6000 if not q else 300, 512 if not q else 256,
+                      2e-3 if not q else 3e-3, mh=True))
+    runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 3000 if not q else 100,
+                      256, 2e-3 if not q else 3e-3, n_eval=8192))
+    sweep = []
+    for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
+        sweep.append(train(8, T, 120 if not q else 15, 1200 if not q else 100, 256, 3e-3))
+    rows = [(f"{r['L']}", f"{r['T']:.4f}", f"{r['steps']}", f"{r['train_seconds']:.0f}", f"{r['fq_rel_err']:.2e}",
+             f"{r['is_rel_err']:+.2e}", f"{r['is_sigma']:+.2f}", f"{r['fq_rel_err_vs_ising']:.2e}",
+             f"{r['ess_fraction']:.3f}", f"{r['khat']:.2f}", f"{r.get('flow_mh_acceptance', float('nan')):.3f}")
+            for r in runs + sweep]
+    print(table(rows, ("L", "T", "steps", "train s", "F_q rel", "F_IS rel", "IS sigma", "F_q rel (Ising)",
+                       "ESS/N", "k-hat", "MH acc")))
+    t8_ours, p8 = step_time(8, 256, False)
+    t8_pyro, p8p = step_time(8, 256, True)
+    t16_ours, _ = step_time(16, 256, False)
+    print(f"step time L=8 b=256: ours {t8_ours * 1e3:.1f} ms ({p8} params), Pyro affine_coupling stack "
+          f"{t8_pyro * 1e3:.1f} ms ({p8p} params): ratio {t8_ours / t8_pyro:.2f}; L=16/L=8 {t16_ours / t8_ours:.2f}")
+    l8, l16 = runs[1], runs[2]
+    path = write_result(
+        "free_energy" if not q else "free_energy_quick",
+        {"quick": q, "budget_l8_s": args.budget_l8, "budget_l16_s": args.budget_l16, "z2_symmetric": True,
+         "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels)"},
+        {"runs": runs, "sweep_L8": sweep, "step_time_L8_ours_s": t8_ours, "step_time_L8_pyro_s": t8_pyro,
+         "step_time_L16_ours_s": t16_ours, "params_L8_ours": p8, "params_L8_pyro": p8p},
+        {
+            "L8_fq_rel_err": l8["fq_rel_err"], "L8_is_rel_err": l8["is_rel_err"], "L8_is_sigma_rel": l8["is_sigma_rel"],
+            "L8_is_sigma": l8["is_sigma"], "L8_train_seconds": l8["train_seconds"], "L16_fq_rel_err": l16["fq_rel_err"],
+            "L16_train_seconds": l16["train_seconds"], "L8_flow_mh_acceptance": l8["flow_mh_acceptance"],
+            "step_time_ratio_vs_pyro_affine_coupling": t8_ours / t8_pyro,
+            "step_time_ratio_L16_over_L8": t16_ours / t8_ours,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
