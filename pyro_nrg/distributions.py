@@ -27,11 +27,14 @@ __all__ = ["FlowDistribution", "Z2Symmetrized", "standard_normal", "detached_log
 
 
 def standard_normal(
-    event_shape: tuple[int, ...], dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    event_shape: tuple[int, ...],
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    scale: float = 1.0,
 ) -> dist.TorchDistribution:
-    """Standard normal with the given event shape (batch shape ``()``)."""
+    """Normal ``N(0, scale**2 I)`` with the given event shape (batch shape ``()``)."""
     zeros = torch.zeros(event_shape, dtype=dtype or torch.get_default_dtype(), device=device)
-    return dist.Normal(zeros, torch.ones_like(zeros)).to_event(len(event_shape))
+    return dist.Normal(zeros, torch.full_like(zeros, float(scale))).to_event(len(event_shape))
 
 
 def _flow_param(flow: torch.nn.Module) -> torch.Tensor | None:
@@ -46,6 +49,10 @@ class FlowDistribution(dist.TransformedDistribution):
     Args:
         flow: a transform module with ``event_shape`` (e.g. :func:`~pyro_nrg.flows.neural_rg`).
         event_shape: overrides ``flow.event_shape`` for flows that do not define it.
+        path_gradient: score samples with detached flow parameters (see :func:`detached_log_prob`).
+        latent_scale: standard deviation :math:`\\sigma` of the latent Gaussian. :math:`\\sigma > 1` gives a
+            broader, heavier-tailed proposal with an exact density — the usual way to make independence
+            Metropolis or importance sampling robust when a reverse-KL-trained flow under-covers the target.
 
     Example:
         >>> from pyro_nrg.flows import neural_rg
@@ -61,12 +68,18 @@ class FlowDistribution(dist.TransformedDistribution):
         flow: torch.nn.Module,
         event_shape: tuple[int, ...] | None = None,
         path_gradient: bool = False,
+        latent_scale: float = 1.0,
         validate_args=None,
     ):
         es = tuple(event_shape or flow.event_shape)
         p = _flow_param(flow)
-        base = standard_normal(es, p.dtype if p is not None else None, p.device if p is not None else None)
+        if not (float(latent_scale) > 0 and math.isfinite(float(latent_scale))):
+            raise ValueError(f"latent_scale must be a positive number, got {latent_scale!r}: use 1.0 (the trained q)")
+        base = standard_normal(
+            es, p.dtype if p is not None else None, p.device if p is not None else None, scale=latent_scale
+        )
         self.flow = flow
+        self.latent_scale = float(latent_scale)
         self.path_gradient = bool(path_gradient)
         super().__init__(base, [flow], validate_args=validate_args)
 
@@ -74,6 +87,7 @@ class FlowDistribution(dist.TransformedDistribution):
         new = self._get_checked_instance(FlowDistribution, _instance)
         new.flow = self.flow
         new.path_gradient = self.path_gradient
+        new.latent_scale = self.latent_scale
         return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

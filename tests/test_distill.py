@@ -200,3 +200,16 @@ def test_path_gradient_trains() -> None:
     energy = IsingRelaxed(4, 3.0)
     res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, gradient="path", progress=False)
     assert res.history["fq"][-1] < res.history["fq"][0] - 5
+
+
+def test_importance_observables_shapes_and_plain_mean() -> None:
+    from pyro_nrg.infer import importance_observables, observables
+
+    energy = IsingRelaxed(4, 3.0)
+    x = torch.randn(50, 4, 4)
+    obs = observables(energy, x)
+    assert set(obs) == {"m2", "abs_m", "energy_per_site"} and all(v.shape == (50,) for v in obs.values())
+    est = importance_observables(energy, x, torch.zeros(50))  # equal weights: the plain mean
+    assert abs(est["m2"][0] - obs["m2"].mean().item()) < 1e-6
+    gauss = observables(GaussianEnergy(4, 1.0), x)
+    assert set(gauss) == {"energy_per_site"}

@@ -128,7 +128,10 @@ class FlowGuide(AutoContinuous):
         q = FlowDistribution(self._flat, (self.latent_dim,), path_gradient=self.path_gradient)
         return Z2Symmetrized(q) if self.z2_symmetric else q
 
-    def distribution(self) -> dist.TorchDistribution:
-        """The variational distribution on the site's own event shape (no Pyro bookkeeping)."""
-        q = FlowDistribution(self.flow)
+    def distribution(self, latent_scale: float = 1.0) -> dist.TorchDistribution:
+        """The variational distribution on the site's own event shape (no Pyro bookkeeping).
+
+        ``latent_scale > 1`` widens the latent Gaussian: a broader proposal for flow-MH or importance sampling.
+        """
+        q = FlowDistribution(self.flow, latent_scale=latent_scale)
         return Z2Symmetrized(q) if self.z2_symmetric else q
