@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyro.distributions.transforms import spline_coupling
 
 from pyro_nrg.errors import EventShapeError, LatticeSizeError
@@ -154,3 +156,21 @@ def test_flow_inside_pyro_transformed_distribution() -> None:
     z = flow.inv(x.detach().clone())
     ref = base.log_prob(z) - flow.log_abs_det_jacobian(z, flow(z))
     assert torch.allclose(lp, ref, atol=1e-10)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    batch=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    L=st.sampled_from([2, 4, 8]),
+    dim=st.sampled_from([1, 2]),
+    repeats=st.integers(1, 2),
+)
+def test_hierarchical_shapes_and_round_trip_property(batch, L, dim, repeats) -> None:
+    from pyro_nrg.testing import perturb_parameters
+
+    flow = perturb_parameters(hierarchical_flow(L, dim, n_couplings=2, hidden=4, repeats=repeats).double(), 0.2)
+    z = torch.randn(*batch, *(L,) * dim, dtype=torch.float64)
+    x = flow(z)
+    assert x.shape == z.shape
+    assert flow.log_abs_det_jacobian(z, x).shape == tuple(batch)
+    assert torch.allclose(flow.inv(x.clone()), z, atol=1e-10)
