@@ -5,6 +5,10 @@ F_q and the importance-sampled ln Z against the exact (Kaufman) value, samples w
 and writes a run folder with config, metrics, checkpoint, plot and a Markdown report.
 
 Exit codes: 0 success, 2 bad option or impossible configuration, 3 training diverged, 4 checkpoint problem.
+
+Distributed training (each rank draws --batch samples; gradients averaged; rank 0 writes the run folder)::
+
+    torchrun --standalone --nproc_per_node=2 -m pyro_nrg.cli --L 8 --out runs/ddp
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .energies import ISING_TC, IsingRelaxed
 from .errors import CheckpointError, ConfigMismatchError, PyroNRGError, TrainingDivergedError
 from .flows import NeuralRGConfig, neural_rg
 from .infer import distill, flow_mh
+from .infer.distributed import init_from_environment
 
 __all__ = ["main", "build_parser"]
 
@@ -95,6 +100,11 @@ def run_ising(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
     out = args.out or Path("runs") / f"ising-L{args.L}-{time.strftime('%Y%m%d-%H%M%S')}"
+    rank, world = init_from_environment()
+    if world > 1:  # every rank must use rank 0's folder
+        box = [str(out)]
+        torch.distributed.broadcast_object_list(box, src=0)
+        out = Path(box[0])
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = distill(
@@ -103,6 +113,8 @@ def run_ising(args: argparse.Namespace) -> int:
         warmup=min(100, args.steps // 10),
     )
     train_s = time.perf_counter() - t0
+    if rank != 0:  # evaluation and the report are rank 0's
+        return 0
     est = result.distiller.estimate(args.eval_samples)
     q = result.guide.distribution()
     res = flow_mh(energy, q, n_walkers=args.walkers, n_steps=args.mh_steps, warmup=20)

@@ -9,6 +9,7 @@ from .distill import (
     energy_config,
     load_checkpoint,
 )
+from .distributed import init_from_environment, map_tasks
 from .estimators import (
     FreeEnergyEstimate,
     effective_sample_size,
@@ -25,6 +26,8 @@ from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
 
 __all__ = [
+    "init_from_environment",
+    "map_tasks",
     "DistillConfig",
     "Distiller",
     "DistillResult",

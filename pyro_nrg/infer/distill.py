@@ -77,6 +77,10 @@ class DistillConfig:
         gradient: ``"reparam"`` (Pyro's plain reparameterised ELBO gradient) or ``"path"`` (path gradient /
             sticking the landing: drops the zero-mean score term; lower variance near convergence, one more inverse
             pass per step).
+        shards: independent sample streams per step, each of ``batch`` samples with its own RNG stream (seeded
+            ``seed * 1000 + k``); the loss is their mean, so the effective batch is ``shards * batch``. Under
+            ``torchrun`` (DistributedDataParallel) each rank draws shard ``rank`` and ``shards`` equals the world
+            size, so a 1-process run with ``shards=W`` reproduces a ``W``-process run.
     """
 
     steps: int = 1000
@@ -91,12 +95,15 @@ class DistillConfig:
     checkpoint_every: int = 100
     seed: int | None = 0
     gradient: str = "reparam"
+    shards: int = 1
 
     def __post_init__(self) -> None:
         if self.gradient not in ("reparam", "path"):
             raise ValueError(f"gradient must be 'reparam' or 'path', got {self.gradient!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if int(self.shards) < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         if int(self.steps) < 0 or int(self.batch) < 2:
             raise ValueError(f"need steps >= 0 and batch >= 2, got steps={self.steps}, batch={self.batch}")
 
@@ -178,6 +185,9 @@ class Distiller:
         config: :class:`DistillConfig`.
         checkpoint_dir: folder for ``checkpoint.pt``, ``config.json`` and ``metrics.jsonl`` (``None`` = none).
         site: name of the configuration site in the Pyro model.
+        distributed: wrap the loss in :class:`~torch.nn.parallel.DistributedDataParallel` when a
+            ``torch.distributed`` process group is initialised (default: whenever one is); rank 0 writes
+            checkpoints and metrics.
     """
 
     def __init__(
@@ -187,6 +197,7 @@ class Distiller:
         config: DistillConfig | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         site: str = "x",
+        distributed: bool | None = None,
     ) -> None:
         self.energy = energy
         self.flow = flow
@@ -203,6 +214,31 @@ class Distiller:
             num_particles=self.config.batch, vectorize_particles=True, max_plate_nesting=0
         )
         self.loss_module = self.elbo(self.model, self.guide)
+        self.rank, self.world_size = 0, 1
+        dist_on = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed is None:
+            distributed = dist_on
+        if distributed:
+            if not dist_on:
+                raise RuntimeError("distributed=True needs torch.distributed.init_process_group (launch with torchrun)")
+            self.rank, self.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            if self.config.shards not in (1, self.world_size):
+                raise ValueError(
+                    f"shards={self.config.shards} but the world size is {self.world_size}: under torchrun each rank "
+                    "is one shard; leave shards=1 (it is set to the world size)"
+                )
+            self.config.shards = self.world_size
+            # broadcasts rank 0's parameters once; buffers are constants (masks, index sets)
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel
+
+            sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+                DistributedDataParallel.__init__).parameters else "broadcast_buffers"
+            self.loss_module = DistributedDataParallel(self.loss_module, **{sync: False})
+        self.shard_rng: list[torch.Tensor] | None = None
+        if self.config.shards > 1:
+            self.shard_rng = [self._fresh_shard_state(k, 0) for k in range(self.config.shards)]
         params = [p for p in flow.parameters() if p.requires_grad]
         if self.config.weight_decay > 0:
             self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
@@ -228,13 +264,7 @@ class Distiller:
         """One optimisation step; returns the record appended to the history."""
         t0 = time.perf_counter()
         T = float(self.energy.temperature)
-        try:
-            loss = self.loss_module()
-        except ValueError as exc:  # Pyro's argument validation meets the NaN first
-            if "invalid values" not in str(exc):
-                raise
-            loss = torch.tensor(float("nan"))
-        lw = self.elbo.last_log_weights
+        loss, lw = self._sharded_loss()
         if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
             raise TrainingDivergedError(
                 f"non-finite loss at step {self.step} (loss={float(loss):.4g}); parameters were not updated and the "
@@ -271,6 +301,56 @@ class Distiller:
         self.flow.clear_cache() if hasattr(self.flow, "clear_cache") else None
         return record
 
+    def _fresh_shard_state(self, shard: int, step: int) -> torch.Tensor:
+        seed = (self.config.seed or 0) * 1000 + shard + 7919 * step
+        return torch.Generator().manual_seed(seed).get_state()
+
+    def _local_shards(self) -> list[int]:
+        return [self.rank] if self.world_size > 1 else list(range(self.config.shards))
+
+    def _one_loss(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        try:
+            loss = self.loss_module()
+        except ValueError as exc:  # Pyro's argument validation meets the NaN first
+            if "invalid values" not in str(exc):
+                raise
+            loss = torch.tensor(float("nan"))
+        return loss, self.elbo.last_log_weights
+
+    def _sharded_loss(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss (mean over this process's shards) and the log-weights of *all* shards, in shard order."""
+        if self.shard_rng is None:
+            return self._one_loss()
+        losses, lws = [], []
+        for k in self._local_shards():
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self.shard_rng[k])
+                loss_k, lw_k = self._one_loss()
+                self.shard_rng[k] = torch.get_rng_state()
+            losses.append(loss_k)
+            lws.append(lw_k if lw_k is not None else torch.full((self.config.batch,), float("nan")))
+        loss = torch.stack(losses).mean()
+        lw = torch.cat(lws)
+        if self.world_size > 1:
+            gathered = [torch.empty_like(lw) for _ in range(self.world_size)]
+            torch.distributed.all_gather(gathered, lw.contiguous())
+            lw = torch.cat(gathered)
+            bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+            torch.distributed.all_reduce(bad)
+            if bad.item() > 0:
+                loss = torch.tensor(float("nan"))
+        return loss, lw
+
+    def _gather_shard_rng(self) -> list[torch.Tensor] | None:
+        if self.shard_rng is None:
+            return None
+        if self.world_size == 1:
+            return [s.clone() for s in self.shard_rng]
+        mine = self.shard_rng[self.rank]
+        out: list[torch.Tensor] = [torch.empty_like(mine) for _ in range(self.world_size)]
+        torch.distributed.all_gather(out, mine)
+        return out
+
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(
         self,
@@ -282,6 +362,7 @@ class Distiller:
         target = self.config.steps if steps is None else self.step + int(steps)
         if progress is None:
             progress = sys.stderr.isatty()
+        progress = progress and self.rank == 0
         bar = tqdm(total=target, initial=self.step, disable=not progress, desc="distill", leave=False)
         try:
             while self.step < target:
@@ -305,7 +386,7 @@ class Distiller:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / "checkpoint.pt"
 
     def _append_metrics(self, record: dict[str, float]) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or self.rank != 0:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         with open(self.checkpoint_dir / "metrics.jsonl", "a") as fh:
@@ -320,6 +401,8 @@ class Distiller:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng_torch": torch.get_rng_state(),
+            "rng_shards": self._gather_shard_rng(),
+            "world_size": self.world_size,
             "history": self.history,
             "config": self.run_config(),
         }
@@ -329,8 +412,11 @@ class Distiller:
         path = Path(path) if path is not None else self._ckpt_path()
         if path is None:
             raise CheckpointError("no checkpoint path: pass checkpoint_dir=... or a path")
+        state = self.state()  # collective under torchrun: every rank takes part, rank 0 writes
+        if self.rank != 0:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self.state(), path)
+        atomic_torch_save(state, path)
         tmp = path.parent / ".config.json.tmp"
         tmp.write_text(json.dumps(self.run_config(), indent=2))
         os.replace(tmp, path.parent / "config.json")
@@ -358,8 +444,14 @@ class Distiller:
         self.scheduler.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng_torch"])
         self.step = int(blob["step"])
+        if self.shard_rng is not None:
+            saved = blob.get("rng_shards")
+            if saved is not None and len(saved) == len(self.shard_rng):
+                self.shard_rng = [t.clone() for t in saved]
+            else:  # another number of shards: fresh, deterministic streams for the remaining steps
+                self.shard_rng = [self._fresh_shard_state(k, self.step) for k in range(len(self.shard_rng))]
         self.history = {k: list(blob["history"].get(k, [])) for k in HISTORY_KEYS}
-        if self.checkpoint_dir is not None:  # metrics written after the checkpoint are replayed on resume
+        if self.checkpoint_dir is not None and self.rank == 0:  # metrics after the checkpoint are replayed
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             with open(self.checkpoint_dir / "metrics.jsonl", "w") as fh:
                 for i in range(len(self.history["step"])):
@@ -439,6 +531,9 @@ def distill(
     cfg = config or DistillConfig(steps=steps, batch=batch, lr=lr, **config_overrides)
     if cfg.seed is not None:
         pyro.set_rng_seed(cfg.seed)
+    from .distributed import init_from_environment
+
+    init_from_environment()  # joins the torchrun process group if launched by torchrun; no-op otherwise
     runner = Distiller(energy, flow, cfg, checkpoint_dir)
     ckpt = runner._ckpt_path()
     if resume and ckpt is not None and ckpt.exists():
