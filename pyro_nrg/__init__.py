@@ -5,7 +5,8 @@ Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:
 :mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`.
 """
 
-from . import distributions, energies, errors, flows, infer, lattice, testing, transforms
+from . import canonical, distributions, energies, errors, flows, infer, lattice, testing, transforms
+from .canonical import CanonicalFlow, HarmonicOscillators, PhaseSpaceFlow, canonical_flow
 from .distributions import FlowDistribution, Z2Symmetrized
 from .energies import ISING_TC, IsingRelaxed, Phi4
 from .flows import NeuralRGConfig, neural_rg
@@ -15,6 +16,11 @@ from .lattice import Lattice
 __version__ = "0.1.0"
 
 __all__ = [
+    "canonical",
+    "CanonicalFlow",
+    "HarmonicOscillators",
+    "PhaseSpaceFlow",
+    "canonical_flow",
     "distributions",
     "energies",
     "errors",

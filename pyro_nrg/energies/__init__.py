@@ -1,6 +1,7 @@
 """Unnormalized potentials ``E(x)`` of shape ``batch_shape``, with exact references where they exist."""
 
 from .base import Energy, check_temperature
+from .hamiltonians import HarmonicChain, RingHamiltonian, SeparableHamiltonian, velocity_verlet
 from .ising import (
     DEFAULT_MARGIN,
     ISING_TC,
@@ -34,4 +35,8 @@ __all__ = [
     "NotNormalizableError",
     "NotPositiveDefiniteError",
     "NoExactSolutionError",
+    "SeparableHamiltonian",
+    "RingHamiltonian",
+    "HarmonicChain",
+    "velocity_verlet",
 ]

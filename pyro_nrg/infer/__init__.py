@@ -1,5 +1,15 @@
 """Inference: energies as Pyro models, flow guides, distillation (SVI), estimators, flow-proposal MCMC."""
 
+from .canonical import (
+    DensityConfig,
+    DensityResult,
+    VariationalConfig,
+    VariationalResult,
+    canonical_free_energy,
+    fit_density,
+    fit_variational,
+    maxwell_boltzmann,
+)
 from .distill import (
     DistillConfig,
     Distiller,
@@ -26,6 +36,14 @@ from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
 
 __all__ = [
+    "DensityConfig",
+    "DensityResult",
+    "VariationalConfig",
+    "VariationalResult",
+    "canonical_free_energy",
+    "fit_density",
+    "fit_variational",
+    "maxwell_boltzmann",
     "init_from_environment",
     "map_tasks",
     "DistillConfig",
