@@ -12,7 +12,10 @@ Constant couplings are buffers, so ``energy.to(torch.float64)`` moves everything
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import EventShapeError, NonFiniteError, TemperatureError
@@ -63,6 +66,24 @@ class Energy(torch.nn.Module):
     def n_dof(self) -> int:
         """Number of degrees of freedom (product of the event shape)."""
         return math.prod(self.event_shape)
+
+    def register_exact_buffer(self, name: str, value: np.ndarray) -> None:
+        """Register a non-persistent constant buffer that keeps a float64 master copy.
+
+        It follows from the constructor arguments (so it is not saved in ``state_dict``), and is rebuilt from the
+        float64 copy after ``.to(...)``/``.double()``: an energy built in float32 and moved to float64 gets full
+        float64 constants, not float32-rounded ones.
+        """
+        masters = self.__dict__.setdefault("_float64_masters", {})
+        masters[name] = np.asarray(value, dtype=np.float64)
+        self.register_buffer(name, torch.tensor(masters[name], dtype=torch.get_default_dtype()), persistent=False)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any) -> Energy:
+        out = super()._apply(fn, *args, **kwargs)
+        for name, master in self.__dict__.get("_float64_masters", {}).items():
+            buf = getattr(self, name)
+            setattr(self, name, torch.tensor(master, dtype=buf.dtype, device=buf.device))
+        return out
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`EventShapeError` / :class:`NonFiniteError` for a bad configuration tensor."""

@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -106,25 +105,6 @@ def adjacency_spectrum(L: int, dim: int = 2) -> np.ndarray:
     if lat.dim == 1:
         return c
     return c[:, None] + c[None, :]
-
-
-def _register_exact_buffer(module: torch.nn.Module, name: str, value: np.ndarray) -> None:
-    """Register a non-persistent buffer in the default dtype that keeps a float64 numpy master copy.
-
-    It is derived from the constructor arguments (so not saved in ``state_dict``), and :func:`_refresh_buffers`
-    rebuilds it from the float64 copy after ``.to(...)``/``.double()``, so that ``energy.to(torch.float64)`` has
-    full float64 constants even when it was built in float32.
-    """
-    masters = module.__dict__.setdefault("_float64_masters", {})
-    masters[name] = np.asarray(value, dtype=np.float64)
-    module.register_buffer(name, torch.tensor(masters[name], dtype=torch.get_default_dtype()), persistent=False)
-
-
-def _refresh_buffers(module: torch.nn.Module) -> None:
-    """Rebuild every exact buffer from its float64 master in the buffer's current dtype and device."""
-    for name, master in module.__dict__.get("_float64_masters", {}).items():
-        buf = getattr(module, name)
-        setattr(module, name, torch.tensor(master, dtype=buf.dtype, device=buf.device))
 
 
 def _rfft_multiplicity(L: int) -> np.ndarray:
@@ -533,14 +513,8 @@ class IsingRelaxed(Energy):
             )
         self.shift = shift
         self._eig64 = eig  # float64 numpy copy for exact results
-        _register_exact_buffer(self, "k_eigenvalues", eig)
-        _register_exact_buffer(self, "inv_eig_rfft", _rfft_multiplicity(L) / eig[..., : L // 2 + 1])
-
-    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any) -> IsingRelaxed:
-        # after .to()/.double()/.cuda(): rebuild the constants from their float64 masters (full precision)
-        out = super()._apply(fn, *args, **kwargs)
-        _refresh_buffers(self)
-        return out
+        self.register_exact_buffer("k_eigenvalues", eig)
+        self.register_exact_buffer("inv_eig_rfft", _rfft_multiplicity(L) / eig[..., : L // 2 + 1])
 
     @property
     def n_sites(self) -> int:

@@ -33,8 +33,6 @@ The temperature is 1: the energy *is* the action.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +44,6 @@ from .ising import (
     NoExactSolutionError,
     NotNormalizableError,
     NotPositiveDefiniteError,
-    _refresh_buffers,
-    _register_exact_buffer,
     adjacency_spectrum,
 )
 
@@ -183,13 +179,7 @@ class Phi4(Energy):
                     f"{eig.min():.4g}): use m2 > 0, or lam > 0"
                 )
             raise NotPositiveDefiniteError(f"Gaussian action not positive definite: {hint}")
-        _register_exact_buffer(self, "m_eigenvalues", eig)
-
-    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any) -> Phi4:
-        # after .to()/.double()/.cuda(): rebuild the constants from their float64 masters (full precision)
-        out = super()._apply(fn, *args, **kwargs)
-        _refresh_buffers(self)
-        return out
+        self.register_exact_buffer("m_eigenvalues", eig)
 
     @property
     def n_sites(self) -> int:
