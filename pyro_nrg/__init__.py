@@ -5,17 +5,23 @@ Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:
 :mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`.
 """
 
-from . import canonical, distributions, energies, errors, flows, infer, lattice, testing, transforms
+from . import canonical, diagnostics, distributions, energies, errors, flows, infer, lattice, testing, transforms
 from .canonical import CanonicalFlow, HarmonicOscillators, PhaseSpaceFlow, canonical_flow
+from .diagnostics import to_inference_data
 from .distributions import FlowDistribution, Z2Symmetrized
 from .energies import ISING_TC, IsingRelaxed, Phi4
 from .flows import NeuralRGConfig, neural_rg
-from .infer import distill, estimate_free_energy, flow_mh
+from .infer import distill, estimate_free_energy, flow_mh, latent_hmc_walkers, latent_nuts, physical_nuts
 from .lattice import Lattice
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "diagnostics",
+    "to_inference_data",
+    "latent_nuts",
+    "latent_hmc_walkers",
+    "physical_nuts",
     "canonical",
     "CanonicalFlow",
     "HarmonicOscillators",

@@ -27,15 +27,34 @@ from .estimators import (
     importance_observables,
     log_mean_exp,
     log_z_importance,
-    observables,
     psis_khat,
     sample_log_weights,
     snis_mean,
 )
 from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
+from .latent import (
+    RenormalizedPotential,
+    SamplingResult,
+    hmc_walkers,
+    latent_hmc_walkers,
+    latent_nuts,
+    latent_reparam,
+    physical_hmc_walkers,
+    physical_nuts,
+    renormalized_energy,
+)
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
 
 __all__ = [
+    "RenormalizedPotential",
+    "SamplingResult",
+    "hmc_walkers",
+    "latent_hmc_walkers",
+    "latent_nuts",
+    "latent_reparam",
+    "physical_hmc_walkers",
+    "physical_nuts",
+    "renormalized_energy",
     "DensityConfig",
     "DensityResult",
     "VariationalConfig",
@@ -57,7 +76,6 @@ __all__ = [
     "effective_sample_size",
     "estimate_free_energy",
     "importance_observables",
-    "observables",
     "log_mean_exp",
     "log_z_importance",
     "psis_khat",

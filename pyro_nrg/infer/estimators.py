@@ -29,16 +29,9 @@ __all__ = [
     "snis_mean",
     "estimate_free_energy",
     "sample_log_weights",
-    "observables",
     "importance_observables",
 ]
 
-#: observable name -> name of the energy method that computes it per configuration (shape ``batch``)
-OBSERVABLES: dict[str, str] = {
-    "m2": "m2_improved",
-    "abs_m": "magnetization",
-    "energy_per_site": "ising_energy_per_site",
-}
 
 
 def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -189,29 +182,11 @@ def sample_log_weights(
     return torch.cat(xs), torch.cat(lws)
 
 
-def observables(energy: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""Per-configuration physical observables that ``energy`` defines (shape ``batch`` each).
-
-    ``m2`` (improved estimator of the Ising :math:`m^2`), ``abs_m`` (:math:`|m|`, from the magnetisation) and
-    ``energy_per_site`` (improved Ising energy per site) for :class:`~pyro_nrg.energies.IsingRelaxed`; energies
-    without these methods give ``energy_per_site = E(x)/N`` only. ``m2`` and ``energy_per_site`` are unbiased for
-    the Ising model's :math:`\langle m^2\rangle` and :math:`\langle H\rangle/N`; ``abs_m`` is
-    :math:`|\langle m \mid x\rangle|`, a relaxed-model observable that is *not* an unbiased estimate of the
-    Ising :math:`\langle |m| \rangle`.
-    """
-    out: dict[str, torch.Tensor] = {}
-    for name, method in OBSERVABLES.items():
-        fn = getattr(energy, method, None)
-        if fn is not None:
-            v = fn(x)
-            out[name] = v.abs() if name == "abs_m" else v
-    if "energy_per_site" not in out:
-        out["energy_per_site"] = energy.energy(x) / energy.n_dof
-    return out
-
-
 @torch.no_grad()
 def importance_observables(energy: Any, x: torch.Tensor, log_w: torch.Tensor) -> dict[str, tuple[float, float]]:
-    """SNIS estimates ``name -> (mean, error)`` of :func:`observables` from flow samples and their log-weights."""
+    """SNIS estimates ``name -> (mean, error)`` of :func:`pyro_nrg.diagnostics.observables` (m, |m|, m²,
+    energy per site, physical energy) from flow samples and their log-weights."""
+    from ..diagnostics import observables
+
     return {name: snis_mean(v, log_w) for name, v in observables(energy, x).items()}
 

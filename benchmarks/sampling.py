@@ -1,0 +1,225 @@
+"""Sampling benchmark: latent-space HMC/NUTS against physical NUTS and flow-MH, 2D Ising at T_c (L = 8, 16).
+
+For each lattice a NeuralRG flow is distilled under a wall-time budget (calibrated step count, cosine schedule, path
+gradients, Z2 symmetrization), then the same relaxed-Ising target is sampled by
+
+* physical NUTS  — Pyro NUTS on x (flat site + factor), chains started from flow draws (equilibrium starts);
+* latent NUTS    — Pyro NUTS on the NeuTra shared latent z, x = g(z);
+* latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
+  0.2 and is tuned by dual averaging during warm-up), one ArviZ chain per walker;
+* flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes).
+
+Reported per method: ESS (ArviZ bulk) of m^2 (improved estimator) and of the Ising energy per site, per second of
+sampling and per gradient evaluation (Pyro potential calls, counted; walkers: walkers x leapfrog steps), the
+integrated autocorrelation time tau = draws/ESS, acceptance, and <m^2>, <e> with Monte-Carlo errors. The energy
+per site is checked against Kaufman's exact value; <m^2> estimates are checked against each other (z-scores
+against their inverse-variance weighted mean). Warm-up costs are excluded from the per-second and per-gradient
+figures (reported separately).
+
+    python benchmarks/sampling.py            # full run (about 25 minutes on one CPU core)
+    python benchmarks/sampling.py --quick    # a few minutes, CI-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_result  # noqa: E402
+
+from pyro_nrg.diagnostics import sampling_efficiency, to_inference_data  # noqa: E402
+from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
+from pyro_nrg.flows import neural_rg  # noqa: E402
+from pyro_nrg.infer import DistillConfig, Distiller, flow_mh  # noqa: E402
+from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
+
+METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh")
+
+
+def train(L: int, budget_s: float, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[Distiller, dict]:
+    """Distil a NeuralRG flow for ``budget_s`` seconds (step count calibrated so the cosine schedule completes)."""
+    pyro.set_rng_seed(seed)
+    energy = IsingRelaxed(L, ISING_TC)
+    cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient="path")
+    d = Distiller(energy, neural_rg(L=L), cfg)
+    t0 = time.perf_counter()
+    d.run(steps=10, progress=False)
+    per_step = (time.perf_counter() - t0) / 10
+    d.config.steps = max(40, int(budget_s / per_step))
+    d.run(callbacks=[lambda dd, rec: time.perf_counter() - t0 > 1.05 * budget_s], progress=False)
+    wall = time.perf_counter() - t0
+    est = d.estimate(4096)
+    return d, {"L": L, "steps": d.step, "train_seconds": wall, "fq_rel_err": est.fq_rel_err,
+               "ess_fraction": est.ess_fraction, "khat": est.khat}
+
+
+def figures(name: str, idata, seconds: float, grads: int, extra: dict) -> dict:
+    """One row of figures from an InferenceData (m2 and energy per site)."""
+    eff = sampling_efficiency(idata, ("m2", "energy_per_site"), seconds=seconds, grad_evals=grads or None)
+    post = idata.posterior
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    acc = float(idata.sample_stats["acceptance_rate"].mean())
+    row = {"method": name, "chains": n_chains, "draws": n_draws, "sample_seconds": seconds, "grad_evals": grads,
+           "grads_per_draw": grads / (n_chains * n_draws) if grads else 0.0, "acceptance": acc, **extra}
+    for v, short in (("m2", "m2"), ("energy_per_site", "e")):
+        e = eff[v]
+        row.update({f"{short}_mean": e["mean"], f"{short}_err": e["mcse"], f"{short}_ess": e["ess"],
+                    f"{short}_tau": e["tau"], f"{short}_ess_per_s": e["ess_per_second"],
+                    f"{short}_ess_per_grad": e["ess_per_grad"]})
+    return row
+
+
+def hmc_extra(res) -> dict:
+    """Warm-up cost, mean step size and divergences of a SamplingResult."""
+    return {"warmup_grad_evals": int(res.warmup_grad_evals.sum()), "step_size": float(res.step_size.mean()),
+            "divergences": int(res.diverging.sum())}
+
+
+def run_lattice(L: int, s: dict, seed: int = 0) -> dict:
+    energy = IsingRelaxed(L, ISING_TC)
+    d, tinfo = train(L, s["train_s"][L], seed=seed)
+    guide = d.guide
+    q = guide.distribution()
+    rows = []
+
+    pyro.set_rng_seed(seed + 1)
+    res = physical_nuts(energy, s["nuts_samples"], s["nuts_warmup"], num_chains=2, init=q)
+    rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                        hmc_extra(res)))
+    print(f"  L={L} physical NUTS done ({res.seconds:.0f} s)", flush=True)
+
+    pyro.set_rng_seed(seed + 2)
+    res = latent_nuts(energy, guide, s["nuts_samples"], s["nuts_warmup"], num_chains=2, keep_samples=False,
+                      keep_latent=False)
+    rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                        hmc_extra(res)))
+    print(f"  L={L} latent NUTS done ({res.seconds:.0f} s)", flush=True)
+
+    pyro.set_rng_seed(seed + 3)
+    res = latent_hmc_walkers(energy, guide, s["walkers"], s["walker_samples"], s["walker_warmup"], step_size=0.2,
+                             num_steps=10, adapt_step_size=True, keep_samples=False)
+    rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                        hmc_extra(res)))
+    print(f"  L={L} latent walkers done ({res.seconds:.0f} s)", flush=True)
+
+    pyro.set_rng_seed(seed + 4)
+    with torch.no_grad():
+        flow_mh(energy, q, n_walkers=8, n_steps=2)  # warm the code path before timing
+        t0 = time.perf_counter()
+        mh = flow_mh(energy, q, n_walkers=s["mh_walkers"], n_steps=s["mh_steps"], warmup=s["mh_warmup"])
+        mh_s = time.perf_counter() - t0
+    mh_s *= s["mh_steps"] / (s["mh_steps"] + s["mh_warmup"])  # the sampling phase's share
+    row = figures("flow_mh", to_inference_data(mh, energy=energy), mh_s, 0,
+                  {"flow_passes": s["mh_walkers"] * s["mh_steps"], "divergences": 0})
+    row["m2_ess_per_flow_pass"] = row["m2_ess"] / row["flow_passes"]
+    rows.append(row)
+    print(f"  L={L} flow-MH done", flush=True)
+
+    # agreement: <m^2> against the inverse-variance weighted mean; <e> against Kaufman
+    w = [1 / r["m2_err"] ** 2 for r in rows]
+    m2_bar = sum(wi * r["m2_mean"] for wi, r in zip(w, rows, strict=True)) / sum(w)
+    e_exact = energy.exact_energy_per_site()
+    for r in rows:
+        r["m2_z_vs_weighted_mean"] = (r["m2_mean"] - m2_bar) / r["m2_err"]
+        r["e_z_vs_exact"] = (r["e_mean"] - e_exact) / r["e_err"]
+    return {"L": L, "training": tinfo, "rows": rows, "m2_weighted_mean": m2_bar, "e_exact": e_exact}
+
+
+def fmt(x: float | None, spec: str = ".3g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: shared machines)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        s = dict(train_s={8: 30.0, 16: 45.0}, nuts_samples=100, nuts_warmup=60, walkers=32, walker_samples=40,
+                 walker_warmup=20, mh_walkers=64, mh_steps=60, mh_warmup=20)
+    else:
+        s = dict(train_s={8: 150.0, 16: 420.0}, nuts_samples=400, nuts_warmup=150, walkers=128, walker_samples=150,
+                 walker_warmup=40, mh_walkers=256, mh_steps=300, mh_warmup=60)
+    t_start = time.perf_counter()
+    results = {}
+    for L in (8, 16):
+        print(f"L={L}: training for {s['train_s'][L]:.0f} s", flush=True)
+        results[L] = run_lattice(L, s, args.seed)
+
+    header = ("L", "method", "chains x draws", "acc", "grads/draw", "tau(m2)", "ESS(m2)", "ESS(m2)/s", "ESS(m2)/grad",
+              "ESS(e)/grad", "<m2>", "z", "<e>", "z vs exact")
+    rows = []
+    for L, res in results.items():
+        for r in res["rows"]:
+            rows.append((str(L), r["method"], f"{r['chains']} x {r['draws']}", f"{r['acceptance']:.2f}",
+                         f"{r['grads_per_draw']:.1f}", f"{r['m2_tau']:.1f}", f"{r['m2_ess']:.0f}",
+                         fmt(r["m2_ess_per_s"]), fmt(r["m2_ess_per_grad"]), fmt(r["e_ess_per_grad"]),
+                         f"{r['m2_mean']:.4f}±{r['m2_err']:.4f}", f"{r['m2_z_vs_weighted_mean']:+.1f}",
+                         f"{r['e_mean']:.4f}±{r['e_err']:.4f}", f"{r['e_z_vs_exact']:+.1f}"))
+    print(table(rows, header))
+    for L, res in results.items():
+        t = res["training"]
+        print(f"L={L}: flow trained {t['steps']} steps in {t['train_seconds']:.0f} s, F_q {t['fq_rel_err']:.2%} above "
+              f"exact, IS ESS/N {t['ess_fraction']:.2f}; exact e = {res['e_exact']:.4f}")
+
+    def get(L: int, method: str) -> dict:
+        return next(r for r in results[L]["rows"] if r["method"] == method)
+
+    def ratio(L: int, a: str, b: str, key: str) -> float:
+        return get(L, a)[key] / get(L, b)[key]
+
+    headline = {
+        "L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts": ratio(16, "latent_nuts", "physical_nuts",
+                                                                     "m2_ess_per_grad"),
+        "L16_ess_per_grad_ratio_latent_hmc_walkers_vs_physical_nuts": ratio(16, "latent_hmc_walkers",
+                                                                            "physical_nuts", "m2_ess_per_grad"),
+        "L16_energy_ess_per_grad_ratio_latent_nuts_vs_physical_nuts": ratio(16, "latent_nuts", "physical_nuts",
+                                                                            "e_ess_per_grad"),
+        "L16_energy_ess_per_grad_ratio_latent_hmc_walkers_vs_physical_nuts": ratio(
+            16, "latent_hmc_walkers", "physical_nuts", "e_ess_per_grad"),
+        "L16_ess_per_second_ratio_latent_nuts_vs_physical_nuts": ratio(16, "latent_nuts", "physical_nuts",
+                                                                       "m2_ess_per_s"),
+        "L16_ess_per_second_ratio_latent_hmc_walkers_vs_physical_nuts": ratio(16, "latent_hmc_walkers",
+                                                                              "physical_nuts", "m2_ess_per_s"),
+        "L16_ess_per_second_ratio_flow_mh_vs_physical_nuts": ratio(16, "flow_mh", "physical_nuts", "m2_ess_per_s"),
+        "L8_ess_per_grad_ratio_latent_nuts_vs_physical_nuts": ratio(8, "latent_nuts", "physical_nuts",
+                                                                    "m2_ess_per_grad"),
+        "L8_m2_latent_nuts": get(8, "latent_nuts")["m2_mean"],
+        "L8_m2_latent_nuts_err": get(8, "latent_nuts")["m2_err"],
+        "L8_m2_physical_nuts": get(8, "physical_nuts")["m2_mean"],
+        "L8_m2_physical_nuts_err": get(8, "physical_nuts")["m2_err"],
+        "L16_m2_latent_nuts": get(16, "latent_nuts")["m2_mean"],
+        "L16_m2_latent_nuts_err": get(16, "latent_nuts")["m2_err"],
+        "L16_m2_physical_nuts": get(16, "physical_nuts")["m2_mean"],
+        "L16_m2_physical_nuts_err": get(16, "physical_nuts")["m2_err"],
+        "max_abs_z_m2_vs_weighted_mean": max(abs(r["m2_z_vs_weighted_mean"]) for x in results.values()
+                                             for r in x["rows"]),
+        "max_abs_z_energy_vs_exact": max(abs(r["e_z_vs_exact"]) for x in results.values() for r in x["rows"]),
+    }
+    headline["L16_target_10x_met"] = bool(headline["L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts"] >= 10)
+    headline["total_seconds"] = time.perf_counter() - t_start
+    for k, v in headline.items():
+        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    settings = {"quick": args.quick, "threads": args.threads, "seed": args.seed, "temperature": ISING_TC, **{
+        k: (v if not isinstance(v, dict) else {str(kk): vv for kk, vv in v.items()}) for k, v in s.items()},
+        "nuts": "Pyro NUTS, 2 chains run one after another, diag mass adaptation, target accept 0.8",
+        "walkers": "10 leapfrog steps, step 0.2 at start, dual averaging (target 0.65) during warm-up",
+        "ess": "ArviZ bulk ESS; errors = az.mcse(mean); warm-up excluded from per-second / per-gradient figures"}
+    figs = {str(L): {k: v for k, v in res.items()} for L, res in results.items()}
+    path = write_result("sampling_quick" if args.quick else "sampling", settings, figs, headline)
+    print("wrote", path)
+    if not math.isfinite(headline["L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+r"""ArviZ conversion, physical observables, sampling efficiency, mutual information and receptive fields.
+
+* :func:`observables` — the physical observables of configurations: :math:`m`, :math:`|m|`, :math:`m^2` and the
+  energy per site (the energy's improved estimators ``magnetization``, ``m2_improved``, ``ising_energy_per_site``
+  when it has them, e.g. :class:`~pyro_nrg.energies.IsingRelaxed`), plus the physical energy :math:`E(x)`.
+* :func:`to_inference_data` — ``az.InferenceData`` from :func:`~pyro_nrg.infer.latent.latent_nuts`,
+  :func:`~pyro_nrg.infer.latent.latent_hmc_walkers` (one chain per walker), :func:`~pyro_nrg.infer.flow_mh` or a
+  raw ``(chains, draws, *event)`` tensor. ``posterior`` holds the observables (and, on request, the configurations
+  and latents); ``sample_stats`` holds ``acceptance_rate``, ``diverging``, ``step_size``, ``n_steps`` (gradient
+  evaluations per draw) and the physical energy as ``physical_energy`` (ArviZ reserves ``energy`` for the HMC
+  Hamiltonian, which Pyro does not expose).
+* :func:`sampling_efficiency` — ESS (ArviZ bulk ESS, rank-normalised split chains), integrated autocorrelation time
+  :math:`\tau = CD/\mathrm{ESS}`, Monte-Carlo standard error, ESS per second and per gradient evaluation.
+* :func:`mutual_information`, :func:`pairwise_mutual_information`, :func:`latent_mutual_information` — how
+  independent the renormalized variables :math:`z = g^{-1}(x)`, :math:`x \sim p`, are compared to the physical
+  variables (Li & Wang, PRL 121, 260601 (2018), Fig. 4 discusses the same question).
+* :func:`receptive_fields` — :math:`|\partial x / \partial z_j|` of the coarsest latents: the region of the
+  lattice each renormalized variable controls.
+
+Estimators of mutual information (nats):
+
+* ``"ksg"`` — Kraskov, Stögbauer & Grassberger, PRE 69, 066138 (2004), algorithm 1, with :math:`k` nearest
+  neighbours in the max-norm on per-variable standardised data:
+  :math:`\hat I = \psi(k) + \psi(n) - \langle \psi(n_x + 1) + \psi(n_y + 1)\rangle`. It is consistent for any
+  continuous densities; for independent variables its bias is essentially zero (estimates scatter around 0 with a
+  standard deviation of order :math:`0.5/\sqrt n` and can be negative); for strongly dependent variables it is
+  biased *low* (the bias grows with :math:`I` and :math:`k`).
+* ``"gaussian"`` — :math:`-\tfrac12\ln(1-\rho^2)` from the Pearson correlation: exact for jointly Gaussian pairs,
+  blind to non-linear dependence (a lower bound only for Gaussian marginals), positively biased by about
+  :math:`1/(2n)` at independence. Cheap enough for every pair of a 16×16 lattice.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import EventShapeError
+
+__all__ = [
+    "observables",
+    "to_inference_data",
+    "sampling_efficiency",
+    "mutual_information",
+    "pairwise_mutual_information",
+    "mutual_information_by_level",
+    "MutualInformationReport",
+    "latent_mutual_information",
+    "receptive_fields",
+]
+
+OBSERVABLES = ("m", "abs_m", "m2", "energy_per_site")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# observables
+
+
+@torch.no_grad()
+def observables(energy: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""Physical observables of configurations ``x`` ``(*batch, *event_shape)``, each float64 of shape ``batch``.
+
+    Returns ``m`` (``energy.magnetization`` or the site mean of ``x``), ``abs_m``, ``m2`` (``energy.m2_improved``
+    — for the relaxed Ising model the improved estimator whose mean is the exact Ising :math:`\langle m^2\rangle`
+    — or :math:`m^2`), ``energy_per_site`` (``energy.ising_energy_per_site`` or :math:`E(x)/N`) and
+    ``physical_energy`` :math:`E(x)`.
+    """
+    es = tuple(energy.event_shape)
+    k = len(es)
+    n = math.prod(es)
+    if tuple(x.shape[x.dim() - k:]) != es:
+        raise EventShapeError(f"configurations must have shape (*batch, {es}), got {tuple(x.shape)}")
+    m = energy.magnetization(x) if hasattr(energy, "magnetization") else x.flatten(x.dim() - k).mean(-1)
+    m2 = energy.m2_improved(x) if hasattr(energy, "m2_improved") else m.square()
+    e = energy.energy(x)
+    eps = energy.ising_energy_per_site(x) if hasattr(energy, "ising_energy_per_site") else e / n
+    out = {"m": m, "abs_m": m.abs(), "m2": m2, "energy_per_site": eps, "physical_energy": e}
+    return {key: v.detach().to(torch.float64) for key, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ArviZ
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _event_dims(prefix: str, shape: Sequence[int]) -> list[str]:
+    if len(shape) == 1:
+        return [f"{prefix}_site"]
+    if len(shape) == 2:
+        return [f"{prefix}_row", f"{prefix}_col"]
+    return [f"{prefix}_dim_{i}" for i in range(len(shape))]
+
+
+def to_inference_data(
+    result: Any,
+    energy: Any = None,
+    include_samples: bool = False,
+    include_latent: bool = False,
+    attrs: dict[str, Any] | None = None,
+) -> Any:
+    r"""An ``arviz.InferenceData`` of physical observables and sampler statistics, one chain per chain/walker.
+
+    Args:
+        result: a :class:`~pyro_nrg.infer.latent.SamplingResult` (``latent_nuts``, ``physical_nuts``,
+            ``latent_hmc_walkers``, ``physical_hmc_walkers``), a :class:`~pyro_nrg.infer.FlowMHResult`
+            (``samples`` ``(W, n_steps, *event)``, ``accepted`` ``(W, n_steps)``) or a tensor
+            ``(chains, draws, *event_shape)`` of configurations.
+        energy: the energy (needed for FlowMHResult and tensors; defaults to ``result.energy``).
+        include_samples: add the configurations to ``posterior`` as ``x`` (dims ``chain, draw, x_row, x_col``).
+        include_latent: add the latent draws as ``z`` (latent runs that kept them).
+        attrs: extra attributes (numbers/strings) stored on every group.
+
+    Returns:
+        ``az.InferenceData`` with ``posterior`` (``m, abs_m, m2, energy_per_site`` [``x``, ``z``]) and
+        ``sample_stats`` (``acceptance_rate, diverging, step_size, n_steps, physical_energy`` and, for latent runs,
+        ``renormalized_energy`` :math:`= \beta E_{\rm eff}`; for flow-MH ``log_weight``). ``az.summary``,
+        ``az.ess``, ``az.rhat`` (needs ≥ 2 chains), ``az.plot_trace``, ``az.plot_autocorr`` and ``to_netcdf`` work.
+    """
+    import arviz as az
+
+    energy = energy if energy is not None else getattr(result, "energy", None)
+    meta: dict[str, Any] = {"inference_library": "pyro_nrg"}
+    stats: dict[str, np.ndarray] = {}
+    post: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    samples = None
+    if isinstance(result, torch.Tensor):
+        samples = result
+        if energy is None:
+            raise TypeError("to_inference_data(tensor) needs energy=...: the observables are computed from it")
+        obs = observables(energy, samples)
+        meta.update(method="samples")
+    elif hasattr(result, "observables") and hasattr(result, "accept_prob"):  # SamplingResult
+        samples = result.samples
+        obs = dict(result.observables)
+        if not obs:
+            if samples is None or energy is None:
+                raise ValueError("the result holds neither observables nor samples with an energy")
+            obs = observables(energy, samples)
+        stats["acceptance_rate"] = _np(result.accept_prob)
+        stats["diverging"] = _np(result.diverging).astype(bool)
+        stats["step_size"] = _np(result.step_size)
+        stats["n_steps"] = _np(result.num_grad_evals)
+        if result.accepted is not None:
+            stats["accepted"] = _np(result.accepted).astype(bool)
+        if result.renormalized_energy is not None:
+            stats["renormalized_energy"] = _np(result.renormalized_energy)
+        meta.update(
+            method=result.method,
+            space=result.space,
+            seconds=float(result.seconds),
+            sample_seconds=float(result.sample_seconds),
+            total_grad_evals=int(result.total_grad_evals),
+            warmup_grad_evals=int(result.warmup_grad_evals.sum()),
+        )
+        if include_latent and result.latent is not None:
+            post["z"] = _np(result.latent)
+            dims["z"] = _event_dims("z", result.latent.shape[2:])
+    elif hasattr(result, "accepted") and hasattr(result, "log_weight"):  # FlowMHResult
+        if energy is None:
+            raise TypeError("to_inference_data(FlowMHResult) needs energy=...: the result does not hold it")
+        samples = result.samples
+        if samples is None or samples.numel() == 0:
+            raise ValueError("this flow_mh result kept no samples: run flow_mh(..., keep_samples=True)")
+        obs = observables(energy, samples)
+        acc = _np(result.accepted).astype(np.float64)
+        stats["acceptance_rate"] = acc
+        stats["accepted"] = acc.astype(bool)
+        stats["diverging"] = np.zeros(acc.shape, dtype=bool)
+        stats["n_steps"] = np.zeros(acc.shape, dtype=np.int64)
+        stats["log_weight"] = _np(result.log_weight)
+        meta.update(method="flow_mh", space="physical", acceptance=float(result.acceptance_rate))
+    else:
+        raise TypeError(
+            f"cannot convert {type(result).__name__}: pass a SamplingResult (latent_nuts, latent_hmc_walkers...), a "
+            "FlowMHResult with energy=..., or a (chains, draws, *event) tensor with energy=..."
+        )
+    for name in OBSERVABLES:
+        post[name] = _np(obs[name])
+    stats["physical_energy"] = _np(obs["physical_energy"])
+    if include_samples:
+        if samples is None:
+            raise ValueError("no configurations were kept: rerun with keep_samples=True or include_samples=False")
+        post["x"] = _np(samples)
+        dims["x"] = _event_dims("x", samples.shape[2:])
+    if energy is not None:
+        meta["temperature"] = float(getattr(energy, "temperature", float("nan")))
+        meta["energy"] = type(energy).__name__
+        if hasattr(energy, "L"):
+            meta["L"] = int(energy.L)
+    meta.update(attrs or {})
+    with warnings.catch_warnings():  # many short walker chains are legitimate here
+        warnings.filterwarnings("ignore", message="More chains")
+        idata = az.from_dict(posterior=post, sample_stats=stats, dims=dims)
+    for group in idata.groups():  # from_dict(attrs=...) does not reach the groups in arviz 0.23
+        getattr(idata, group).attrs.update(meta)
+    return idata
+
+
+def sampling_efficiency(
+    data: Any,
+    var_names: Sequence[str] = ("m2", "energy_per_site"),
+    seconds: float | None = None,
+    grad_evals: int | None = None,
+) -> dict[str, dict[str, float | None]]:
+    r"""Mean, Monte-Carlo error, ESS and its cost for posterior variables.
+
+    For each variable: ``mean``, ``sd``, ``ess`` (ArviZ bulk ESS), ``mcse`` (``az.mcse`` of the mean, i.e.
+    :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}_{\rm mean}}`), ``tau`` (integrated autocorrelation time in draws,
+    :math:`CD/\mathrm{ESS}`), ``ess_per_second`` and ``ess_per_grad`` (``None`` when not known or zero).
+
+    Args:
+        data: ``InferenceData`` or anything :func:`to_inference_data` accepts.
+        seconds: sampling wall time (default: the ``sample_seconds`` attribute of a SamplingResult).
+        grad_evals: gradient evaluations of the sampling phase (default: ``total_grad_evals``).
+    """
+    import arviz as az
+
+    idata = data if isinstance(data, az.InferenceData) else to_inference_data(data)
+    a = dict(idata.posterior.attrs)
+    seconds = seconds if seconds is not None else a.get("sample_seconds")
+    grad_evals = grad_evals if grad_evals is not None else a.get("total_grad_evals")
+    out: dict[str, dict[str, float | None]] = {}
+    post = idata.posterior
+    for v in var_names:
+        arr = post[v].values
+        n = arr.shape[0] * arr.shape[1]
+        ess = float(az.ess(idata, var_names=[v], method="bulk")[v].values)
+        mcse = float(az.mcse(idata, var_names=[v], method="mean")[v].values)
+        out[v] = {
+            "mean": float(arr.mean()),
+            "sd": float(arr.std(ddof=1)),
+            "mcse": mcse,
+            "ess": ess,
+            "tau": n / ess if ess > 0 else float("inf"),
+            "ess_per_second": ess / seconds if seconds else None,
+            "ess_per_grad": ess / grad_evals if grad_evals else None,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mutual information
+
+
+def _as_2d(a: Any) -> np.ndarray:
+    arr = _np(a).astype(np.float64)
+    return arr[:, None] if arr.ndim == 1 else arr.reshape(arr.shape[0], -1)
+
+
+def _standardize(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    sd = a.std(0)
+    sd[sd == 0] = 1.0
+    a = (a - a.mean(0)) / sd
+    return a + 1e-10 * rng.standard_normal(a.shape)  # break ties (KSG assumes continuous data)
+
+
+def _count_within(a: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """For each point, the number of *other* points strictly within max-norm distance ``eps``."""
+    from scipy.spatial import cKDTree
+
+    if a.shape[1] == 1:
+        s = np.sort(a[:, 0])
+        hi = np.searchsorted(s, a[:, 0] + eps, side="left")
+        lo = np.searchsorted(s, a[:, 0] - eps, side="right")
+        return hi - lo - 1
+    r = np.nextafter(eps, 0)
+    return cKDTree(a).query_ball_point(a, r=r, p=np.inf, return_length=True) - 1
+
+
+def _ksg(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    from scipy.spatial import cKDTree
+    from scipy.special import digamma
+
+    n = a.shape[0]
+    joint = np.hstack([a, b])
+    d, _ = cKDTree(joint).query(joint, k=k + 1, p=np.inf)
+    eps = d[:, -1]
+    nx = _count_within(a, eps)
+    ny = _count_within(b, eps)
+    return float(digamma(k) + digamma(n) - np.mean(digamma(nx + 1) + digamma(ny + 1)))
+
+
+def mutual_information(a: Any, b: Any, method: str = "ksg", k: int = 3, seed: int = 0) -> float:
+    r"""Mutual information :math:`I(A; B)` in nats from paired samples ``a`` ``(n,)``/``(n, d_a)``, ``b`` likewise.
+
+    ``method="ksg"``: Kraskov et al. (2004) algorithm 1 (see the module docstring for its bias); ``"gaussian"``:
+    :math:`-\tfrac12\ln\det(R)` + the marginal terms, i.e. :math:`-\tfrac12\ln(1-\rho^2)` for scalars.
+    """
+    A, B = _as_2d(a), _as_2d(b)
+    if A.shape[0] != B.shape[0]:
+        raise EventShapeError(f"a and b need the same number of samples, got {A.shape[0]} and {B.shape[0]}")
+    if method == "gaussian":
+        c = np.corrcoef(np.hstack([A, B]), rowvar=False)
+        da = A.shape[1]
+        ld = lambda m: np.linalg.slogdet(np.atleast_2d(m))[1]  # noqa: E731
+        return float(0.5 * (ld(c[:da, :da]) + ld(c[da:, da:]) - ld(c)))
+    if method != "ksg":
+        raise ValueError(f"method must be 'ksg' or 'gaussian', got {method!r}")
+    rng = np.random.default_rng(seed)
+    return _ksg(_standardize(A, rng), _standardize(B, rng), k)
+
+
+def pairwise_mutual_information(
+    samples: Any,
+    method: str = "ksg",
+    k: int = 3,
+    max_samples: int | None = 4000,
+    seed: int = 0,
+    dedupe: bool = True,
+) -> np.ndarray:
+    r"""Mutual information of every pair of scalar variables: ``samples`` ``(n, d)`` → symmetric ``(d, d)`` (nats).
+
+    The diagonal is set to NaN (self-information is infinite for continuous variables). At most ``max_samples``
+    rows are used (a random subset). KSG costs :math:`O(d^2 n\log n)` — about 10 s for :math:`d = 64,\ n = 4000`
+    on one core; use ``method="gaussian"`` for large lattices.
+
+    Samples should be (nearly) independent draws — one per walker, or chains thinned by their autocorrelation
+    time. A rejected Metropolis move repeats a state, and repeated points break nearest-neighbour estimators (they
+    look perfectly dependent), so with ``dedupe`` (default) exact repeats are dropped first; when the rejection
+    rate is high this reweights the sample towards easily accepted states, so thin instead.
+    """
+    X = _as_2d(samples)
+    rng = np.random.default_rng(seed)
+    if dedupe and method == "ksg":
+        X = np.unique(X, axis=0)
+    if max_samples is not None and X.shape[0] > max_samples:
+        X = X[rng.choice(X.shape[0], max_samples, replace=False)]
+    n, d = X.shape
+    out = np.full((d, d), np.nan)
+    if method == "gaussian":
+        rho = np.corrcoef(X, rowvar=False)
+        with np.errstate(divide="ignore"):
+            mi = -0.5 * np.log1p(-np.clip(rho**2, 0.0, 1.0 - 1e-15))
+        np.fill_diagonal(mi, np.nan)
+        return mi
+    if method != "ksg":
+        raise ValueError(f"method must be 'ksg' or 'gaussian', got {method!r}")
+    Z = _standardize(X, rng)
+    for i in range(d):
+        for j in range(i + 1, d):
+            out[i, j] = out[j, i] = _ksg(Z[:, i : i + 1], Z[:, j : j + 1], k)
+    return out
+
+
+def mutual_information_by_level(mi: np.ndarray, levels: Any) -> np.ndarray:
+    """Mean pairwise MI between the variables of RG level ``a`` and level ``b``: ``(K+1, K+1)`` (NaN if no pair).
+
+    ``levels`` ``(d,)`` gives each variable's level (``flow.site_levels().reshape(-1)``); the diagonal averages
+    distinct pairs within a level.
+    """
+    lev = _np(levels).reshape(-1).astype(int)
+    K = int(lev.max()) + 1
+    out = np.full((K, K), np.nan)
+    for a in range(K):
+        for b in range(K):
+            block = mi[np.ix_(lev == a, lev == b)]
+            vals = block[np.isfinite(block)]
+            if vals.size:
+                out[a, b] = float(vals.mean())
+    return out
+
+
+@dataclass
+class MutualInformationReport:
+    """Pairwise mutual information of latent and physical variables from the same equilibrium samples.
+
+    Attributes:
+        latent: ``(N, N)`` MI between latent variables :math:`z = g^{-1}(x)` (row-major site order; NaN diagonal).
+        physical: ``(N, N)`` MI between physical variables ``x``.
+        levels: ``(N,)`` RG level of each latent site (0 = finest).
+        by_level: ``(K+1, K+1)`` mean latent MI within/across levels (:func:`mutual_information_by_level`).
+        summary: ``latent_mean``, ``latent_max``, ``physical_mean``, ``physical_nearest_neighbour``,
+            ``latent_within_level``, ``latent_across_levels`` (nats), ``method``, ``n_samples``.
+    """
+
+    latent: np.ndarray
+    physical: np.ndarray
+    levels: np.ndarray
+    by_level: np.ndarray
+    summary: dict[str, Any]
+
+
+def _nn_mask(event_shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean ``(N, N)`` mask of nearest-neighbour pairs on the periodic lattice."""
+    N = math.prod(event_shape)
+    idx = np.arange(N).reshape(event_shape)
+    mask = np.zeros((N, N), dtype=bool)
+    for ax in range(len(event_shape)):
+        nb = np.roll(idx, 1, axis=ax).reshape(-1)
+        mask[idx.reshape(-1), nb] = True
+        mask[nb, idx.reshape(-1)] = True
+    np.fill_diagonal(mask, False)
+    return mask
+
+
+@torch.no_grad()
+def latent_mutual_information(
+    guide_or_flow: Any,
+    x: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    method: str = "ksg",
+    k: int = 3,
+    max_samples: int | None = 4000,
+    seed: int = 0,
+) -> MutualInformationReport:
+    r"""Pairwise MI of the renormalized variables :math:`z = g^{-1}(x)` and of the physical variables ``x``.
+
+    Both must come from (approximately) *equilibrium* samples :math:`x \sim p` — e.g. flow-MH or latent-NUTS
+    draws — not from :math:`z \sim \mathcal N(0, I)`, whose components are independent by construction. Pass
+    physical ``x`` (mapped by the learned RG :math:`g^{-1}`) or latent ``z`` (mapped by :math:`g`), of shape
+    ``(n, *event_shape)`` (or with extra leading dims, which are flattened).
+    """
+    from .infer.latent import _flow_of
+
+    flow = _flow_of(guide_or_flow)
+    fes = tuple(flow.event_shape)
+    if x is None and z is None:
+        raise ValueError("pass equilibrium samples: physical x=... or latent z=...")
+    if z is None:
+        xx = x.reshape(-1, *fes)
+        zz = flow.inv(xx) if hasattr(flow, "inv") else flow.inverse_and_log_det(xx)[0]
+    else:
+        zz = z.reshape(-1, *fes)
+        xx = flow(zz)
+    lat = pairwise_mutual_information(zz.reshape(zz.shape[0], -1), method, k, max_samples, seed)
+    phys = pairwise_mutual_information(xx.reshape(xx.shape[0], -1), method, k, max_samples, seed)
+    levels = _np(flow.site_levels()).reshape(-1) if hasattr(flow, "site_levels") else np.zeros(lat.shape[0], int)
+    by_level = mutual_information_by_level(lat, levels)
+    nn = _nn_mask(fes) if len(fes) in (1, 2) else np.zeros_like(lat, dtype=bool)
+    same = levels[:, None] == levels[None, :]
+    off = ~np.eye(lat.shape[0], dtype=bool)
+    summary = {
+        "method": method,
+        "n_samples": int(min(zz.shape[0], max_samples or zz.shape[0])),
+        "latent_mean": float(np.nanmean(lat[off])),
+        "latent_max": float(np.nanmax(lat[off])),
+        "latent_within_level": float(np.nanmean(lat[same & off])) if (same & off).any() else float("nan"),
+        "latent_across_levels": float(np.nanmean(lat[~same])) if (~same).any() else float("nan"),
+        "physical_mean": float(np.nanmean(phys[off])),
+        "physical_nearest_neighbour": float(np.nanmean(phys[nn])) if nn.any() else float("nan"),
+    }
+    return MutualInformationReport(lat, phys, levels, by_level, summary)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# receptive fields
+
+
+def receptive_fields(
+    guide_or_flow: Any,
+    z: torch.Tensor | None = None,
+    levels: Sequence[int] | None = None,
+    num_samples: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Receptive fields :math:`R_j(i) = \langle|\partial x_i/\partial z_j|\rangle_z` of selected latent variables.
+
+    Forward-mode derivatives (Jacobian-vector products with one-hot tangents) of :math:`x = g(z)`, averaged over
+    latent points ``z`` (default ``num_samples`` standard-normal draws, i.e. :math:`x \sim q`).
+
+    Args:
+        guide_or_flow: trained flow (a :class:`~pyro_nrg.transforms.HierarchicalFlow` knows each site's level).
+        z: points ``(B, *event_shape)`` at which to differentiate.
+        levels: RG levels whose latents to show (default: the two coarsest levels).
+
+    Returns:
+        ``fields`` ``(J, *event_shape)``, ``index`` ``(J,)`` flat latent indices and ``level`` ``(J,)``.
+    """
+    from .infer.latent import _flow_of, _forward
+
+    flow = _flow_of(guide_or_flow)
+    fes = tuple(flow.event_shape)
+    N = math.prod(fes)
+    lev = flow.site_levels().reshape(-1) if hasattr(flow, "site_levels") else torch.zeros(N, dtype=torch.long)
+    top = int(lev.max())
+    chosen = set(levels) if levels is not None else {top, top - 1}
+    index = torch.tensor([i for i in range(N) if int(lev[i]) in chosen], dtype=torch.long)
+    if z is None:
+        p = next(iter(flow.parameters()), None)
+        z = torch.randn(num_samples, *fes, dtype=p.dtype if p is not None else None)
+    z = z.reshape(-1, *fes).detach()
+    B, J = z.shape[0], index.numel()
+    zz = z.repeat(J, *([1] * len(fes)))  # (J*B, *fes), block j = copies of z
+    v = torch.zeros(J * B, N, dtype=z.dtype)
+    v[torch.arange(J * B), index.repeat_interleave(B)] = 1.0
+    v = v.reshape(J * B, *fes)
+
+    def f(u: torch.Tensor) -> torch.Tensor:
+        return _forward(flow, u)[0]
+
+    with torch.enable_grad():
+        _, jvp = torch.autograd.functional.jvp(f, zz, v)
+    fields = jvp.detach().abs().reshape(J, B, *fes).mean(1)
+    return fields, index, lev[index]
