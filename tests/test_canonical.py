@@ -38,14 +38,6 @@ from pyro_nrg.transforms.symplectic import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _exact_chain_model(chain: HarmonicChain) -> CanonicalFlow:
     flow = SymplecticLinearMap(chain.canonical_matrix())
     return CanonicalFlow(flow, chain.n, chain.temperature, omega=chain.frequencies(), learn_omega=False).double()

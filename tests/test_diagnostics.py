@@ -39,14 +39,6 @@ from pyro_nrg.plotting import (  # noqa: E402
 OBS = ["m", "abs_m", "m2", "energy_per_site"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's default (2 spinning OpenMP threads) can be 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _small_flow(perturb: bool = False):
     torch.manual_seed(0)

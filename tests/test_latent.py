@@ -28,16 +28,6 @@ from pyro_nrg.infer.latent import (
     renormalized_energy,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's default (2 spinning OpenMP threads) can be 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 T_TEST = 3.0  # above T_c: the relaxed L=4 model is not bimodal enough for reverse-KL under-coverage to matter
 
 

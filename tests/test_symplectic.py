@@ -31,14 +31,6 @@ from pyro_nrg.transforms.symplectic import (
 N = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids oversubscription on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _pyro_affine_point(n: int) -> PointTransformation:
     import pyro.distributions.transforms as T
