@@ -77,6 +77,8 @@ def _plot(history: dict[str, list[float]], f_exact: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # mathtext font fallbacks are noise
+
     steps = history["step"]
     rel = [max(abs(f - f_exact) / abs(f_exact), 1e-7) for f in history["fq"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
