@@ -1,5 +1,6 @@
 # The two set-up commands of the README:  `make run` (the main job) and `make test` (the test suite).
-# Both create the virtual environment .venv on first use and install the package with the pinned constraints.
+# Both create the virtual environment .venv on first use and install the package with the pinned constraints
+# (with the test and docs extras: `make docs` builds the documentation site into site/, warnings as errors).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,docs]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -21,4 +22,7 @@ test: install
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
-	$(BIN)/ruff check pyro_nrg tests benchmarks tutorials
+	$(BIN)/ruff check pyro_nrg tests benchmarks tutorials docs
+
+docs: install
+	$(BIN)/mkdocs build --strict -d site $(ARGS)

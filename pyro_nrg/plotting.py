@@ -12,6 +12,15 @@ Functions:
   (:func:`~pyro_nrg.diagnostics.receptive_fields`).
 * :func:`plot_field_posteriors` — truth, observation and posterior mean/std images of a field under several priors.
 * :func:`plot_efficiency` — ESS per gradient evaluation and per second of several samplers (bar chart, log scale).
+* :func:`plot_ramachandran` — the (φ, ψ) histogram of a peptide trajectory (log density).
+* :func:`plot_backbone_path` — heavy-atom frames along a latent mode, drawn over each other (2D projection).
+* :func:`plot_image_grid` — rows of small images (e.g. digits reconstructed from the k slowest modes).
+* :func:`plot_spectrum` — a sorted frequency spectrum on a log scale.
+* :func:`plot_training` — variational and importance-sampled free energy vs step against the exact value.
+* :func:`plot_observable_traces` — running means of observables per sampler against references.
+* :func:`plot_configurations` — a grid of sampled configurations.
+* :func:`plot_renormalized_variables` — a configuration and its latent variables per RG level.
+* :func:`plot_spectrum_comparison`, :func:`plot_mode_profiles` — learned frequencies and slow modes vs exact.
 """
 
 from __future__ import annotations
@@ -21,7 +30,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_mutual_information", "plot_receptive_fields", "plot_field_posteriors", "plot_efficiency"]
+__all__ = [
+    "plot_mutual_information",
+    "plot_receptive_fields",
+    "plot_field_posteriors",
+    "plot_efficiency",
+    "plot_training",
+    "plot_observable_traces",
+    "plot_configurations",
+    "plot_renormalized_variables",
+    "plot_spectrum_comparison",
+    "plot_mode_profiles",
+]
 
 
 def _figure(figsize: tuple[float, float]) -> Any:
@@ -123,7 +143,8 @@ def plot_field_posteriors(
     """Denoising figure: truth and observation, then posterior mean and std for each prior.
 
     Args:
-        truth, observed: ``(L, L)`` images.
+        truth: ``(L, L)`` image of the true field.
+        observed: ``(L, L)`` image of the observation.
         posteriors: ``{name: (mean, std)}`` of ``(L, L)`` images.
     """
     t, o = _np(truth), _np(observed)
@@ -157,4 +178,216 @@ def plot_efficiency(rows: Sequence[Mapping[str, Any]], key: str = "ess_per_grad"
     ax.set_xticklabels(names, rotation=20, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel(label or key)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# run reports (used by the pyro-nrg command; each returns a Figure)
+
+
+def plot_training(
+    history: Mapping[str, Sequence[float]],
+    checks: Sequence[Mapping[str, float]] = (),
+    f_exact: float | None = None,
+    smooth: int = 25,
+) -> Any:
+    r"""Variational free energy per step and importance-sampled checkpoints, with the exact value.
+
+    Args:
+        history: ``step``, ``fq`` (and optionally ``fq_err``) per step (:attr:`Distiller.history`).
+        checks: records ``{"step", "f_is", "f_is_err", "fq", "fq_err"}`` from periodic evaluations.
+        f_exact: exact :math:`F` (``None``: the right panel shows :math:`F_q - F_{\rm IS}` instead).
+        smooth: window of the running mean drawn over the per-step :math:`F_q`.
+
+    Returns:
+        Figure with two panels: :math:`F` vs step, and the relative error :math:`|F_\bullet - F|/|F|` (log scale).
+    """
+    steps = np.asarray(history["step"], dtype=float)
+    fq = np.asarray(history["fq"], dtype=float)
+    k = max(1, min(smooth, len(fq)))
+    fq_s = np.convolve(fq, np.ones(k) / k, mode="valid") if len(fq) else fq
+    steps_s = steps[k - 1:] if len(fq) else steps
+    fig = _figure((11, 3.8))
+    ax, axr = fig.subplots(1, 2)
+    ax.plot(steps, fq, lw=0.5, alpha=0.35, color="tab:blue", label="$F_q$ (per step)")
+    ax.plot(steps_s, fq_s, lw=1.2, color="tab:blue", label=f"$F_q$ (mean of {k})")
+    cs = np.asarray([c["step"] for c in checks], dtype=float)
+    if len(checks):
+        f_is = np.asarray([c["f_is"] for c in checks], dtype=float)
+        ax.errorbar(cs, f_is, yerr=[c["f_is_err"] for c in checks], fmt="o", ms=3, color="tab:orange",
+                    label="$F$ importance sampled")
+    ref = f_exact if f_exact is not None else (float(checks[-1]["f_is"]) if len(checks) else None)
+    if f_exact is not None:
+        ax.axhline(f_exact, color="k", ls="--", lw=1, label="exact $F$")
+    if ref is not None and len(fq_s):
+        spread = max(abs(float(fq_s[len(fq_s) // 10]) - ref), 1e-6)
+        ax.set_ylim(ref - 0.3 * spread, ref + 1.2 * spread)
+    ax.set(xlabel="training step", ylabel="free energy", title="free energy during training")
+    ax.legend(fontsize=8)
+    if ref is not None:
+        denom = abs(ref)
+        axr.semilogy(steps_s, np.maximum(np.abs(fq_s - ref) / denom, 1e-8), color="tab:blue", label="$F_q$")
+        if len(checks):
+            axr.semilogy(cs, np.maximum(np.abs(f_is - ref) / denom, 1e-8), "o-", ms=3, color="tab:orange",
+                         label="$F$ importance sampled")
+        axr.set(xlabel="training step", ylabel="relative error" + (" vs exact" if f_exact is not None else
+                                                                  " vs last IS estimate"),
+                title="relative error (log scale)")
+        axr.legend(fontsize=8)
+    else:
+        axr.axis("off")
+    return fig
+
+
+def plot_observable_traces(
+    traces: Mapping[str, Mapping[str, Any]],
+    references: Mapping[str, tuple[float, float | None, str]] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Any:
+    """Running means of observables vs draw, one panel per observable, one line per sampler.
+
+    Args:
+        traces: ``{sampler: {observable: array (chains, draws)}}``; the running mean is over draws, averaged over
+            chains, so every sampler is drawn on its own draw axis.
+        references: ``{observable: (value, error or None, label)}`` drawn as a line (and band).
+        labels: axis labels per observable.
+
+    Returns:
+        Figure.
+    """
+    names = list(dict.fromkeys(o for t in traces.values() for o in t))
+    fig = _figure((5.2 * len(names), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    for ax, name in zip(axes, names, strict=True):
+        for sampler, obs in traces.items():
+            if name not in obs:
+                continue
+            a = _np(obs[name]).astype(float)
+            a = a.reshape(-1, a.shape[-1])
+            run = np.cumsum(a.mean(0)) / np.arange(1, a.shape[-1] + 1)
+            ax.plot(np.arange(1, len(run) + 1), run, lw=1.2, label=sampler)
+        if references and name in references:
+            v, err, lab = references[name]
+            ax.axhline(v, color="k", ls="--", lw=1, label=lab)
+            if err:
+                ax.axhspan(v - 2 * err, v + 2 * err, color="k", alpha=0.1, lw=0)
+        ax.set_xscale("log")
+        ax.set(xlabel="draw (per chain)", ylabel=(labels or {}).get(name, name), title=f"running mean of {name}")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_configurations(x: Any, ncols: int = 8, title: str | None = None, cmap: str = "RdBu_r") -> Any:
+    """A grid of configurations ``(n, L, L)`` (or ``(n, L)``, drawn as strips), symmetric colour scale.
+
+    Args:
+        x: configurations (e.g. ``tanh(x)`` of relaxed Ising fields, or φ).
+        ncols: images per row.
+        title: figure title.
+    """
+    a = _np(x).astype(float)
+    n = a.shape[0]
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig = _figure((1.5 * ncols, 1.5 * nrows + 0.4))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).reshape(-1)
+    lim = float(np.abs(a).max()) or 1.0
+    for j, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= n:
+            ax.axis("off")
+            continue
+        img = a[j] if a[j].ndim == 2 else a[j][None, :]
+        ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_renormalized_variables(
+    x: Any, per_level: Sequence[Any], samples_per_level: Sequence[Any] | None = None
+) -> Any:
+    r"""The learned RG of one configuration: ``x`` and its latent variables at every level, coarsest last.
+
+    Args:
+        x: one physical configuration ``(L, L)`` or ``(L,)``.
+        per_level: latent variables of that configuration per level (``HierarchicalFlow.renormalized_variables``),
+            element ``l`` of size :math:`n_l`; level ``l``'s variables are drawn on their coarse lattice (the
+            sites of level ``l`` in row-major order, padded to a square).
+        samples_per_level: optional latents of many configurations per level, ``(S, n_l)``: their histograms are
+            drawn against :math:`\mathcal N(0, 1)` (what an exact flow gives).
+
+    Returns:
+        Figure (two rows when ``samples_per_level`` is given).
+    """
+    xs = _np(x).astype(float)
+    levels = [_np(v).astype(float).reshape(-1) for v in per_level]
+    ncols = 1 + len(levels)
+    nrows = 2 if samples_per_level is not None else 1
+    fig = _figure((2.3 * ncols, 2.5 * nrows + 0.3))
+    axes = np.atleast_2d(fig.subplots(nrows, ncols))
+    img = xs if xs.ndim == 2 else xs[None, :]
+    lim_x = float(np.abs(img).max()) or 1.0
+    axes[0, 0].imshow(img, cmap="RdBu_r", vmin=-lim_x, vmax=lim_x)
+    axes[0, 0].set_title("physical x", fontsize=9)
+    for k, v in enumerate(levels):
+        side = int(np.ceil(np.sqrt(v.size)))
+        grid = np.full(side * side, np.nan)
+        grid[: v.size] = v
+        lim = float(np.nanmax(np.abs(grid))) or 1.0
+        axes[0, k + 1].imshow(grid.reshape(side, side), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[0, k + 1].set_title(f"level {k} ({v.size} latents)", fontsize=9)
+    for ax in axes[0]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if samples_per_level is not None:
+        axes[1, 0].axis("off")
+        grid_z = np.linspace(-4, 4, 200)
+        gauss = np.exp(-0.5 * grid_z**2) / np.sqrt(2 * np.pi)
+        for k, s in enumerate(samples_per_level):
+            v = _np(s).astype(float).reshape(-1)
+            ax = axes[1, k + 1]
+            ax.hist(v, bins=40, range=(-4, 4), density=True, color="tab:blue", alpha=0.6)
+            ax.plot(grid_z, gauss, "k--", lw=1)
+            ax.set_title(f"level {k}: std {v.std():.2f}", fontsize=9)
+            ax.set_yticks([])
+    fig.suptitle("renormalized variables z = g⁻¹(x) per RG level (0 = finest)")
+    return fig
+
+
+def plot_spectrum_comparison(omega: Any, exact: Any = None, title: str = "frequency spectrum") -> Any:
+    """Learned oscillator frequencies (sorted) against the exact spectrum, with the relative error per mode."""
+    w = np.sort(_np(omega).astype(float))
+    fig = _figure((10 if exact is not None else 5.2, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, 2 if exact is not None else 1))
+    k = np.arange(1, len(w) + 1)
+    axes[0].plot(k, w, "o", ms=4, label="learned")
+    if exact is not None:
+        e = np.sort(_np(exact).astype(float))
+        axes[0].plot(k, e, "k-", lw=1, label="exact")
+        axes[1].semilogy(k, np.maximum(np.abs(w - e) / e, 1e-8), "o-", ms=3)
+        axes[1].set(xlabel="mode k (slowest first)", ylabel="|ω - ω_exact| / ω_exact", title="relative error")
+    axes[0].set(xlabel="mode k (slowest first)", ylabel="ω_k", title=title)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_mode_profiles(profiles: Any, exact: Any = None, n_modes: int = 4) -> Any:
+    """The slowest mode profiles (columns of ``profiles`` ``(n, n)``, slowest first) against the exact normal modes
+    (sign aligned)."""
+    p = _np(profiles).astype(float)
+    fig = _figure((3.0 * n_modes, 3.0))
+    axes = np.atleast_1d(fig.subplots(1, n_modes))
+    sites = np.arange(1, p.shape[0] + 1)
+    for k, ax in enumerate(axes):
+        v = p[:, k] / (np.linalg.norm(p[:, k]) or 1.0)
+        if exact is not None:
+            e = _np(exact).astype(float)[:, k]
+            e = e / (np.linalg.norm(e) or 1.0)
+            v = v * np.sign(v @ e or 1.0)
+            ax.plot(sites, e, "k-", lw=1, label="exact")
+        ax.plot(sites, v, "o", ms=3, label="learned")
+        ax.set(title=f"mode {k + 1}", xlabel="particle")
+        ax.legend(fontsize=7)
     return fig

@@ -6,28 +6,67 @@ import json
 import re
 from pathlib import Path
 
+import arviz as az
 import pytest
 
 from pyro_nrg.cli import main
 
 TINY = ["--L", "4", "--steps", "6", "--batch", "16", "--eval-samples", "256", "--walkers", "8", "--mh-steps", "5",
-        "--quiet"]
+        "--hmc-walkers", "3", "--hmc-samples", "6", "--nuts-chains", "2", "--nuts-samples", "6", "--quiet"]
+RUN_FILES = ("options.json", "config.json", "metrics.jsonl", "checks.jsonl", "checkpoint.pt", "summary.json",
+             "report.md", "training.png", "observables.png", "configurations.png", "autocorr.png", "trace.png",
+             "renormalized.png", "flow_mh.nc", "latent_hmc.nc", "physical_nuts.nc")
 
 
 def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main([*TINY, "--out", str(out)]) == 0
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "report.md", "free_energy.png"):
+    for name in RUN_FILES:
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 6 and summary["f_exact"] < 0 and summary["m2_exact"] is not None
+    assert summary["steps"] == 6 and summary["f_exact"] < 0
+    assert summary["references"]["m2"][2].startswith("exact")  # L=4: enumeration
+    assert set(summary["samplers"]) == {"flow_mh", "latent_hmc", "physical_nuts"}
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
-    assert "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "importance-sampled F" in printed and "physical NUTS" in printed
+    report = (out / "report.md").read_text()
+    for png in (n for n in RUN_FILES if n.endswith(".png")):
+        assert f"]({png})" in report, png  # every figure is linked from the report
+    idata = az.from_netcdf(str(out / "latent_hmc.nc"))
+    assert idata.posterior["m2"].shape == (3, 6) and "acceptance_rate" in idata.sample_stats
     # resume continues from the checkpoint to the new step count
     more = [("9" if prev == "--steps" else a) for prev, a in zip(["", *TINY[:-1]], TINY, strict=True)]
     assert main([*more, "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 9
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 9
+
+
+def test_cli_phi4_chain_and_ring_studies(tmp_path: Path, capsys) -> None:
+    assert main(["phi4", *TINY, "--lam", "0", "--no-z2", "--out", str(tmp_path / "phi4")]) == 0
+    s = json.loads((tmp_path / "phi4" / "summary.json").read_text())
+    assert s["f_exact"] is not None and s["lam"] == 0  # Gaussian: exact F
+    assert main(["chain", "--n", "6", "--steps", "30", "--batch", "32", "--eval-samples", "500", "--quiet",
+                 "--out", str(tmp_path / "chain")]) == 0
+    s = json.loads((tmp_path / "chain" / "summary.json").read_text())
+    assert len(s["omega_exact"]) == 6 and s["max_omega_rel_err"] >= 0 and s["dynamics_max_rel_dev"] >= 0
+    for name in ("spectrum.png", "modes.png", "training.png", "report.md", "model.pt", "metrics.jsonl"):
+        assert (tmp_path / "chain" / name).exists(), name
+    assert main(["ring", "--steps", "5", "--batch", "32", "--hidden", "8", "--eval-samples", "500", "--quiet",
+                 "--out", str(tmp_path / "ring")]) == 0
+    s = json.loads((tmp_path / "ring" / "summary.json").read_text())
+    assert -1 <= s["radius_rank_corr"] <= 1 and (tmp_path / "ring" / "samples.png").exists()
+    assert "report:" in capsys.readouterr().out
+    assert main(["ring", "--resume", "--out", str(tmp_path / "ring"), "--quiet"]) == 4  # not resumable: clear error
+
+
+def test_cli_help_explains_every_study(capsys) -> None:
+    for argv in (["--help"], ["ising", "--help"], ["phi4", "--help"], ["chain", "--help"], ["ring", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        assert "exit codes" in text and "--out" in text and "--seed" in text
 
 
 def test_cli_refuses_impossible_configs_with_a_message(tmp_path: Path, capsys) -> None:

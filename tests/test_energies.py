@@ -393,3 +393,16 @@ def test_relaxed_log_z_identity_terms(T: float) -> None:
 def test_spin_enumeration_helper_matches_itertools() -> None:
     s = all_spins(3)
     assert sorted(map(tuple, s.tolist())) == sorted(itertools.product([-1, 1], repeat=3))
+
+
+def test_wolff_reference_agrees_with_exact_ising_values() -> None:
+    from pyro_nrg.energies import exact_ising_energy_per_site, exact_ising_m2, wolff_ising
+
+    r = wolff_ising(4, ISING_TC, n_updates=20_000, seed=1)
+    assert abs(r.m2 - exact_ising_m2(4, ISING_TC)) < 4 * r.m2_err
+    assert abs(r.energy_per_site - exact_ising_energy_per_site(4, ISING_TC)) < 4 * r.energy_per_site_err
+    assert abs(r.mean_cluster_fraction - r.m2) < 4 * r.m2_err  # <|C|>/N is an improved estimator of <m^2>
+    r8 = wolff_ising(8, 3.0, n_updates=10_000, seed=2)
+    assert abs(r8.energy_per_site - exact_ising_energy_per_site(8, 3.0)) < 4 * r8.energy_per_site_err
+    r3 = wolff_ising(6, ISING_TC, dim=1, n_updates=2_000, seed=3)
+    assert abs(r3.energy_per_site - exact_ising_energy_per_site(6, ISING_TC, dim=1)) < 5 * r3.energy_per_site_err + 1e-9

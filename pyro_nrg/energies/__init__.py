@@ -17,6 +17,7 @@ from .ising import (
     exact_ising_m2,
 )
 from .phi4 import Phi4, mass_to_hopping
+from .wolff import WolffEstimate, wolff_ising
 
 __all__ = [
     "Energy",
@@ -29,6 +30,8 @@ __all__ = [
     "exact_ising_log_z",
     "exact_ising_energy_per_site",
     "exact_ising_m2",
+    "wolff_ising",
+    "WolffEstimate",
     "adjacency_spectrum",
     "Phi4",
     "mass_to_hopping",

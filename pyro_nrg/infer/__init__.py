@@ -21,7 +21,9 @@ from .distill import (
 )
 from .distributed import init_from_environment, map_tasks
 from .estimators import (
+    CoverageReport,
     FreeEnergyEstimate,
+    coverage_check,
     effective_sample_size,
     estimate_free_energy,
     importance_observables,
@@ -73,6 +75,8 @@ __all__ = [
     "energy_config",
     "load_checkpoint",
     "FreeEnergyEstimate",
+    "CoverageReport",
+    "coverage_check",
     "effective_sample_size",
     "estimate_free_energy",
     "importance_observables",

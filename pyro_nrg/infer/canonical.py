@@ -274,7 +274,8 @@ def canonical_free_energy(
     Args:
         model: trained model (not modified; a copy is cast to ``dtype``).
         hamiltonian: the energy (a ``dtype`` copy is used).
-        n_samples, batch_size: number of samples and chunk size.
+        n_samples: number of samples.
+        batch_size: number of samples drawn at a time (chunk size).
         dtype: arithmetic precision (float64 by default).
         seed: RNG seed for the samples.
     """

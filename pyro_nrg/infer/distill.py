@@ -513,7 +513,9 @@ def distill(
     Args:
         energy: target energy (``energy.action(x) = beta E(x)``).
         flow: flow to train (its event shape must equal the energy's).
-        steps, batch, lr: shortcuts for the matching :class:`DistillConfig` fields.
+        steps: optimisation steps (shortcut for :attr:`DistillConfig.steps`).
+        batch: samples per step (shortcut for :attr:`DistillConfig.batch`).
+        lr: learning rate (shortcut for :attr:`DistillConfig.lr`).
         config: a full :class:`DistillConfig` (then ``steps/batch/lr`` and overrides are ignored).
         checkpoint_dir: folder for checkpoints and ``metrics.jsonl``.
         resume: continue from ``checkpoint_dir/checkpoint.pt`` (bit-exact continuation) if it exists.

@@ -30,6 +30,8 @@ __all__ = [
     "estimate_free_energy",
     "sample_log_weights",
     "importance_observables",
+    "CoverageReport",
+    "coverage_check",
 ]
 
 
@@ -190,3 +192,74 @@ def importance_observables(energy: Any, x: torch.Tensor, log_w: torch.Tensor) ->
 
     return {name: snis_mean(v, log_w) for name, v in observables(energy, x).items()}
 
+
+
+@dataclass
+class CoverageReport:
+    r"""Does the flow :math:`q` cover the target :math:`p`? Log-weights on target samples vs on flow samples.
+
+    Attributes:
+        n_target: target samples used (e.g. HMC draws); n_proposal: flow samples.
+        log_w_target_median, log_w_proposal_median: medians of :math:`\ln w` on each set.
+        log_w_proposal_max: the largest :math:`\ln w` among the flow samples.
+        fraction_beyond: fraction of target samples whose :math:`\ln w` exceeds ``log_w_proposal_max`` — an
+            estimate of the share of :math:`p` that ``n_proposal`` flow draws never reach.
+        gap_nats: 99th percentile of :math:`\ln w` on target samples minus ``log_w_proposal_max`` (> 0: some
+            target configurations are :math:`e^{\rm gap}` times more under-represented than anything the flow
+            proposes).
+        covered: ``fraction_beyond < threshold``.
+    """
+
+    n_target: int
+    n_proposal: int
+    log_w_target_median: float
+    log_w_proposal_median: float
+    log_w_proposal_max: float
+    fraction_beyond: float
+    gap_nats: float
+    covered: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+
+@torch.no_grad()
+def coverage_check(
+    energy: Any, q: Any, x_target: torch.Tensor, n_proposal: int = 8192, threshold: float = 0.01,
+    batch_size: int = 4096,
+) -> CoverageReport:
+    r"""Detect regions of the target that the flow (almost) never proposes — reverse-KL mode seeking.
+
+    Reverse KL barely penalises a flow that omits part of :math:`p`: dropping a fraction :math:`\epsilon` of the
+    mass costs only :math:`-\ln(1-\epsilon)` nats of :math:`F_q/T`. Importance sampling and flow-MH are exact only
+    in the limit, and cannot correct what :math:`q` never proposes in a practical run: both then agree with each
+    other and are both biased (at the 2D Ising :math:`T_c` a flow can miss the disordered, :math:`m \approx 0`
+    configurations, ~8 % of :math:`p` at L=8, while :math:`F_q` is within 0.5 % of exact). Samples of :math:`p`
+    from a sampler that does not rely on :math:`q`'s coverage (latent or physical HMC, or a reference Monte
+    Carlo) expose the hole: their log-weights :math:`\ln w = -\beta E - \ln q` lie far above those of flow
+    samples there.
+
+    Args:
+        energy: target energy.
+        q: flow distribution (``sample``/``log_prob``).
+        x_target: samples of the target ``(S, *event_shape)`` (any correlated chain draws are fine).
+        n_proposal: flow samples to compare with.
+        threshold: ``covered`` when ``fraction_beyond`` is below it.
+        batch_size: evaluation batch.
+
+    Returns:
+        :class:`CoverageReport`.
+    """
+    es = len(getattr(q, "event_shape", ()))
+    xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
+    lw_t = torch.cat([
+        (-energy.action(b).to(torch.float64) - q.log_prob(b).to(torch.float64)) for b in xt.split(batch_size)
+    ])
+    _, lw_q = sample_log_weights(energy, q, n_proposal, batch_size)
+    lw_t, lw_q = lw_t[torch.isfinite(lw_t)], lw_q[torch.isfinite(lw_q)]
+    top = float(lw_q.max())
+    frac = float((lw_t > top).to(torch.float64).mean())
+    gap = float(torch.quantile(lw_t, 0.99)) - top
+    return CoverageReport(int(lw_t.numel()), int(lw_q.numel()), float(lw_t.median()), float(lw_q.median()), top,
+                          frac, gap, frac < threshold)

@@ -52,6 +52,7 @@ from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
 from pyro.infer.reparam import NeuTraReparam, TransformReparam
+from tqdm.auto import tqdm
 
 from ..distributions import FlowDistribution, Z2Symmetrized
 from ..errors import EventShapeError, NonFiniteError
@@ -526,9 +527,17 @@ def latent_nuts(
         energy: physical energy, e.g. :class:`~pyro_nrg.energies.IsingRelaxed`.
         guide_or_flow: trained :class:`~pyro_nrg.infer.FlowGuide` (``distill(...).guide``), flow distribution or
             flow (Z₂ symmetrisation, if any, is irrelevant here: the pullback is exact for the bare flow).
-        num_samples, warmup_steps, num_chains: per chain.
+        num_samples: draws kept per chain.
+        warmup_steps: warm-up (adaptation) steps per chain.
+        num_chains: number of chains (run one after another).
         kernel: ``"nuts"`` or ``"hmc"`` (then ``num_steps`` leapfrog steps, default 10).
-        step_size, adapt_step_size, adapt_mass_matrix, full_mass, target_accept_prob, max_tree_depth: Pyro's.
+        step_size: initial leapfrog step size (Pyro's ``NUTS``/``HMC`` argument).
+        num_steps: leapfrog steps per HMC trajectory (``kernel="hmc"`` only; default 10).
+        adapt_step_size: adapt the step size during warm-up (Pyro's).
+        adapt_mass_matrix: adapt the mass matrix during warm-up (Pyro's).
+        full_mass: dense instead of diagonal mass matrix (Pyro's).
+        target_accept_prob: target acceptance probability of step-size adaptation (Pyro's).
+        max_tree_depth: maximum NUTS tree depth (Pyro's).
         init: latent start ``(N,)``/``flow event shape`` or one per chain ``(num_chains, ...)``; default standard
             normal draws (so :math:`g(z_0) \sim q`).
         keep_samples: keep the physical draws (else only observables).
@@ -617,14 +626,15 @@ def physical_nuts(
     r"""The baseline: Pyro NUTS/HMC on the physical configuration, same API and result as :func:`latent_nuts`.
 
     The model is :func:`~pyro_nrg.infer.boltzmann_model` (a samplable flat site plus
-    ``pyro.factor("boltzmann", -beta E(x))``), so the potential is :math:`\beta E(x)`.
+    ``pyro.factor("boltzmann", -beta E(x))``), so the potential is :math:`\beta E(x)`. The arguments not listed
+    below mean what they mean in :func:`latent_nuts`.
 
     Args:
         energy: physical energy.
         init: start configuration(s) ``(*event_shape)`` / ``(num_chains, *event_shape)``, or a distribution to draw
             them from (e.g. a trained flow's ``guide.distribution()``: starts in equilibrium); default standard
             normal draws.
-        other arguments: as :func:`latent_nuts`.
+        site: name of the configuration site of the Boltzmann model.
 
     Raises:
         NonFiniteError: a start point with NaN/inf coordinates or energy (before sampling starts).
@@ -709,6 +719,7 @@ def hmc_walkers(
     keep_samples: bool = True,
     keep_latent: bool = False,
     max_energy_error: float = 1000.0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     r"""Vectorised HMC for ``W`` independent walkers of one potential (unit mass matrix, leapfrog).
 
@@ -725,8 +736,17 @@ def hmc_walkers(
             otherwise), so nothing is recomputed to record draws.
         init: starting points ``(W, *shape)``.
         num_samples: recorded iterations (after ``warmup_steps``), each ``thin`` iterations apart.
+        warmup_steps: iterations run before recording (step-size adaptation, if on, happens here).
+        step_size: leapfrog step size :math:`\epsilon` (the initial one when adapted).
+        num_steps: leapfrog steps per iteration.
+        adapt_step_size: tune one shared step size during warm-up by dual averaging.
+        target_accept_prob: walker-mean acceptance probability that the adaptation aims at.
+        thin: iterations between recorded draws.
         observe: ``aux`` ``(W, ...)`` → dict of ``(W,)`` tensors recorded at every kept draw.
-        keep_samples: keep ``aux`` per draw; keep_latent: keep ``q`` per draw.
+        keep_samples: keep ``aux`` per draw.
+        keep_latent: keep ``q`` per draw.
+        max_energy_error: a trajectory with :math:`\Delta H` above this is rejected and counted as divergent.
+        progress: a tqdm bar over iterations (warm-up included) showing the mean acceptance and step size.
 
     Returns:
         dict with ``samples`` / ``latent`` ``(W, num_samples, ...)`` (or ``None``), ``observables``,
@@ -756,7 +776,9 @@ def hmc_walkers(
     eps_hist: list[float] = []
     total_iters = warmup_steps + num_samples * thin
     t_sample = time.perf_counter()
+    bar = tqdm(total=total_iters, disable=not progress, desc="hmc walkers", leave=False)
     for it in range(total_iters):
+        bar.update(1)
         if it == warmup_steps:
             if adapter is not None:
                 eps = adapter.final
@@ -781,6 +803,8 @@ def hmc_walkers(
         u = torch.where(accept, un, u)
         aux = torch.where(accept.reshape(W, *([1] * (aux.dim() - 1))), auxn, aux)
         eps_hist.append(eps)
+        if progress and it % 10 == 0:
+            bar.set_postfix(acc=f"{float(accept_prob.mean()):.2f}", eps=f"{eps:.3g}", refresh=False)
         if it < warmup_steps:
             if adapter is not None:
                 eps = adapter.update(float(accept_prob.mean()))
@@ -798,6 +822,7 @@ def hmc_walkers(
         if observe is not None:
             for k, v in observe(aux).items():
                 obs.setdefault(k, []).append(v)
+    bar.close()
     return {
         "samples": torch.stack(rec["x"], 1) if keep_samples else None,
         "latent": torch.stack(rec["z"], 1) if keep_latent else None,
@@ -849,11 +874,13 @@ def latent_hmc_walkers(
     init: Any = None,
     keep_samples: bool = True,
     keep_latent: bool = False,
+    progress: bool = False,
 ) -> SamplingResult:
     r"""Many-walker HMC on the renormalized energy :math:`\beta E_{\rm eff}(z)` (NeuralRG's latent HMC).
 
     All walkers move in one batch through the flow; the default is the paper's 10 leapfrog steps of 0.2. Draws are
-    mapped to physical space by the same forward pass that computes the potential.
+    mapped to physical space by the same forward pass that computes the potential. The arguments not listed below
+    mean what they mean in :func:`hmc_walkers`.
 
     Args:
         energy: physical energy.
@@ -862,7 +889,7 @@ def latent_hmc_walkers(
         init: latent starts ``(num_walkers, *flow.event_shape)`` (default standard normal: :math:`g(z_0) \sim q`).
         keep_samples: keep physical draws ``(W, D, *event_shape)`` (memory: W·D·N numbers); observables are
             always recorded.
-        other arguments: see :func:`hmc_walkers`.
+        keep_latent: keep the latent draws ``(W, D, *flow.event_shape)``.
 
     Returns:
         :class:`SamplingResult` (``renormalized_energy`` = :math:`\beta E_{\rm eff}` of each draw).
@@ -883,7 +910,7 @@ def latent_hmc_walkers(
     with _frozen(flow), _no_validation(energy):
         out = hmc_walkers(
             potential, z0, num_samples, warmup_steps, step_size, num_steps, adapt_step_size, target_accept_prob,
-            thin, lambda x: observables(energy, x), keep_samples, keep_latent,
+            thin, lambda x: observables(energy, x), keep_samples, keep_latent, progress=progress,
         )
     return _walker_result(out, "latent", energy, time.perf_counter() - t0)
 
@@ -900,13 +927,16 @@ def physical_hmc_walkers(
     thin: int = 1,
     init: Any = None,
     keep_samples: bool = True,
+    progress: bool = False,
 ) -> SamplingResult:
     r"""Many-walker HMC on :math:`\beta E(x)` in physical space: the comparison for :func:`latent_hmc_walkers`.
 
+    The arguments not listed below mean what they mean in :func:`latent_hmc_walkers` and :func:`hmc_walkers`.
+
     Args:
+        energy: physical energy.
         init: starts ``(num_walkers, *event_shape)`` or a distribution to draw them from (e.g. a trained flow's
             ``guide.distribution()``); default standard normal.
-        other arguments: see :func:`latent_hmc_walkers`.
     """
     from ..diagnostics import observables
 
@@ -922,7 +952,7 @@ def physical_hmc_walkers(
     with _no_validation(energy):
         out = hmc_walkers(
             potential, x0, num_samples, warmup_steps, step_size, num_steps, adapt_step_size, target_accept_prob,
-            thin, lambda x: observables(energy, x), keep_samples, False,
+            thin, lambda x: observables(energy, x), keep_samples, False, progress=progress,
         )
     return _walker_result(out, "physical", energy, time.perf_counter() - t0)
 

@@ -159,7 +159,9 @@ def hamiltonian_matrix(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> tor
     flow :math:`\dot x = \Omega \nabla H = K x` of the quadratic Hamiltonian :math:`H = -\tfrac12 x^\top \Omega K x`.
 
     Args:
-        A, B, C: ``(n, n)`` matrices.
+        A: ``(n, n)`` matrix, the upper-left block (the lower-right one is its negative transpose).
+        B: ``(n, n)`` matrix; its symmetric part is the upper-right block.
+        C: ``(n, n)`` matrix; its symmetric part is the lower-left block.
 
     Returns:
         ``(2n, 2n)`` matrix.
@@ -651,8 +653,12 @@ def symplectic_flow(
     Args:
         n: number of positions.
         n_blocks: number of nonlinear blocks (0 gives a linear flow).
-        n_couplings, hidden, depth: size of each block's :func:`real_nvp` and shear networks.
-        shears, linear, scaling: include those layers.
+        n_couplings: number of couplings of each block's :func:`real_nvp`.
+        hidden: width of the hidden layers of the RealNVP and shear networks.
+        depth: number of hidden layers of the RealNVP and shear networks.
+        shears: include the momentum and position shears.
+        linear: include the linear symplectic layers.
+        scaling: include the symplectic scaling layer.
 
     Returns:
         A :class:`~pyro.distributions.torch_transform.ComposeTransformModule` (symplectic).
@@ -696,7 +702,9 @@ def polar_symplectic_flow(
 
     Args:
         n_blocks: number of nonlinear blocks.
-        n_couplings, hidden, depth: size of the RealNVP and shear networks.
+        n_couplings: number of couplings of each block's RealNVP.
+        hidden: width of the hidden layers of the RealNVP and shear networks.
+        depth: number of hidden layers of the RealNVP and shear networks.
         log_radius: initial log of the typical radius (e.g. ``math.log(2.0)`` for the paper's ring).
         angle_map: angle map of the :class:`PolarBijection` (``"erf"`` or ``"atan"``).
     """

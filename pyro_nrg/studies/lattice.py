@@ -1,0 +1,328 @@
+r"""The NeuralRG study of a lattice model (Ising relaxation or φ⁴), end to end, into a run folder.
+
+Phases (each with a progress bar on a terminal):
+
+1. **distil** the hierarchical flow by variational free energy (:func:`~pyro_nrg.infer.distill`), with an
+   importance-sampled free-energy check every ``check_every`` steps (``checks.jsonl``) and checkpoints;
+2. **estimate** :math:`F_q` and the importance-sampled :math:`F` against the exact value where one exists;
+3. **sample** the Boltzmann distribution three ways: flow-proposal Metropolis (exact), many-walker HMC in latent
+   space on the renormalized energy, and Pyro NUTS in physical space (the baseline); ArviZ netCDF per sampler;
+4. **compare** every :math:`\langle m^2\rangle` and energy per site with the references: exact enumeration
+   (:math:`N \le 20`), Kaufman's exact energy, and a Wolff cluster Monte Carlo of the discrete Ising model
+   where :math:`\langle m^2\rangle` has no closed form;
+5. **report**: figures, ``summary.json``, ``report.md`` and a one-screen table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+import torch
+
+from ..diagnostics import sampling_efficiency, to_inference_data
+from ..energies import ISING_TC, IsingRelaxed, Phi4, wolff_ising
+from ..errors import NoExactSolutionError, NotPositiveDefiniteError
+from ..flows import NeuralRGConfig, neural_rg
+from ..infer import coverage_check, distill, flow_mh
+from ..infer.distributed import init_from_environment
+from ..infer.latent import latent_hmc_walkers, physical_nuts
+from .report import Row, RunFolder, console_table, fmt_rel, fmt_value
+
+__all__ = ["add_lattice_options", "run_lattice_study"]
+
+logger = logging.getLogger("pyro_nrg")
+
+SAMPLERS = ("flow_mh", "latent_hmc", "physical_nuts")
+LABELS = {"flow_mh": "flow-MH", "latent_hmc": "latent HMC walkers", "physical_nuts": "physical NUTS"}
+
+
+def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
+    """Options shared by the lattice studies (``ising``, ``phi4``)."""
+    g = p.add_argument_group("lattice and flow")
+    g.add_argument("--L", type=int, default=8, help="lattice side, a power of 2 (default 8)")
+    g.add_argument("--dim", type=int, default=2, choices=(1, 2), help="lattice dimension (default 2)")
+    g.add_argument("--depth", type=int, default=None, help="RG levels of the flow (default all, log2 L)")
+    g.add_argument("--couplings", type=int, default=4, help="affine couplings per block bijector (default 4)")
+    g.add_argument("--hidden", type=int, default=32, help="hidden width of the coupling networks (default 32)")
+    g.add_argument("--no-z2", action="store_true", help="do not symmetrize the flow under x -> -x")
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    t.add_argument("--batch", type=int, default=256, help="samples per training step (default 256)")
+    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the cosine schedule (default 3e-3)")
+    t.add_argument("--check-every", type=int, default=None,
+                   help="steps between importance-sampled free-energy checks (default steps/10)")
+    s = p.add_argument_group("evaluation and sampling")
+    s.add_argument("--eval-samples", type=int, default=16384,
+                   help="flow samples for the final free-energy estimate (default 16384)")
+    s.add_argument("--mh-walkers", "--walkers", dest="mh_walkers", type=int, default=64,
+                   help="flow-MH walkers (default 64)")
+    s.add_argument("--mh-steps", type=int, default=2000, help="flow-MH steps per walker after warm-up (default 2000)")
+    s.add_argument("--hmc-walkers", type=int, default=32, help="latent HMC walkers (default 32)")
+    s.add_argument("--hmc-samples", type=int, default=200, help="latent HMC draws per walker (default 200)")
+    s.add_argument("--nuts-chains", type=int, default=2, help="physical NUTS chains (default 2; 0 skips it)")
+    s.add_argument("--nuts-samples", type=int, default=300, help="physical NUTS draws per chain (default 300)")
+    s.add_argument("--save-configurations", action="store_true",
+                   help="store the sampled configurations in the netCDF files (large)")
+    if model == "ising":
+        p.add_argument("--T", type=float, default=ISING_TC, help="temperature (default T_c = 2/ln(1+sqrt 2))")
+        p.add_argument("--wolff-updates", type=int, default=20000,
+                       help="Wolff cluster updates of the discrete-Ising reference for <m^2> (default 20000)")
+    else:
+        p.add_argument("--kappa", type=float, default=0.2, help="hopping parameter kappa (default 0.2)")
+        p.add_argument("--lam", type=float, default=0.02, help="quartic coupling lambda >= 0 (default 0.02)")
+
+
+def _energy(args: argparse.Namespace, dtype: torch.dtype) -> Any:
+    if args.study == "phi4":
+        e = Phi4(args.L, kappa=args.kappa, lam=args.lam, dim=args.dim)
+    else:
+        e = IsingRelaxed(args.L, args.T, dim=args.dim)
+    return e.to(device=args.device, dtype=dtype)
+
+
+def _references(args: argparse.Namespace, energy: Any) -> dict[str, tuple[float, float | None, str]]:
+    """Reference values of the observables: ``{name: (value, error or None, label)}``."""
+    refs: dict[str, tuple[float, float | None, str]] = {}
+    if args.study != "ising":
+        return refs
+    refs["energy_per_site"] = (float(energy.exact_energy_per_site()), None, "exact (Kaufman)" if args.dim == 2
+                               else "exact (transfer matrix)")
+    try:
+        refs["m2"] = (float(energy.exact_m2()), None, "exact (enumeration)")
+    except (NoExactSolutionError, NotImplementedError):
+        if args.wolff_updates > 0:
+            w = wolff_ising(args.L, args.T, dim=args.dim, n_updates=args.wolff_updates, seed=args.seed)
+            refs["m2"] = (w.m2, w.m2_err, f"Wolff MC ({w.updates} updates)")
+    return refs
+
+
+def _exact_f(energy: Any) -> float | None:
+    try:
+        return -float(energy.temperature) * float(energy.log_z())
+    except (NotImplementedError, NoExactSolutionError, NotPositiveDefiniteError):
+        return None
+
+
+def run_lattice_study(args: argparse.Namespace) -> int:
+    """Run the ``ising``/``phi4`` study described by the parsed options; returns the exit code."""
+    from .. import plotting
+
+    dtype = getattr(torch, args.dtype)
+    torch.set_default_dtype(dtype)
+    show = not args.quiet and sys.stderr.isatty()
+    energy = _energy(args, dtype)
+    cfg = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings, hidden=args.hidden)
+    torch.manual_seed(args.seed)
+    flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
+    rank, world = init_from_environment()
+    out = args.out
+    if world > 1:  # every rank must use rank 0's folder
+        box = [str(out)]
+        torch.distributed.broadcast_object_list(box, src=0)
+        out = type(args.out)(box[0])
+    run = RunFolder(out, resume=args.resume) if rank == 0 else None
+    if world > 1:
+        torch.distributed.barrier()
+    if run is not None:
+        run.write_json("options.json", {k: v for k, v in vars(args).items() if k != "func"})
+    z2 = not args.no_z2
+    f_exact = _exact_f(energy)
+    check_every = args.check_every or max(1, args.steps // 10)
+    checks = run.read_jsonl("checks.jsonl") if run is not None and args.resume else []
+
+    def check(d: Any, rec: dict[str, float]) -> None:
+        if rank != 0 or (d.step % check_every and d.step != d.config.steps):
+            return
+        est = d.estimate(2048)
+        c = {"step": d.step, "fq": est.fq, "fq_err": est.fq_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+             "ess_fraction": est.ess_fraction, "khat": est.khat}
+        checks.append(c)
+        run.append_jsonl("checks.jsonl", c)
+        logger.info("step %d: F_q %.5f, F_IS %.5f ± %.5f, ESS/N %.3f", d.step, est.fq, est.f_is, est.f_is_err,
+                    est.ess_fraction)
+
+    logger.info("distilling the NeuralRG flow (%d steps, batch %d) into %s", args.steps, args.batch, out)
+    t0 = time.perf_counter()
+    result = distill(
+        energy, flow, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, z2_symmetric=z2,
+        checkpoint_dir=out, resume=args.resume, progress=show, warmup=min(100, args.steps // 10),
+        callbacks=[check],
+    )
+    train_s = time.perf_counter() - t0
+    if rank != 0:  # evaluation and the report are rank 0's
+        return 0
+    assert run is not None
+    d = result.distiller
+    logger.info("estimating the free energy from %d samples", args.eval_samples)
+    est = d.estimate(args.eval_samples)
+    guide, q = result.guide, result.guide.distribution()
+
+    refs = _references(args, energy)
+    runs: dict[str, dict[str, Any]] = {}
+    logger.info("flow-MH: %d walkers x %d steps", args.mh_walkers, args.mh_steps)
+    t1 = time.perf_counter()
+    mh = flow_mh(energy, q, n_walkers=args.mh_walkers, n_steps=args.mh_steps, warmup=max(50, args.mh_steps // 10),
+                 keep_samples=True, progress=show)
+    runs["flow_mh"] = {"idata": to_inference_data(mh, energy=energy, include_samples=args.save_configurations),
+                       "seconds": time.perf_counter() - t1, "grads": None, "acceptance": mh.acceptance_rate}
+    last = mh.samples[:, -1]
+    del mh
+    logger.info("latent HMC: %d walkers x %d draws", args.hmc_walkers, args.hmc_samples)
+    hmc = latent_hmc_walkers(energy, guide, args.hmc_walkers, args.hmc_samples, warmup_steps=50, step_size=0.2,
+                             num_steps=10, adapt_step_size=True, keep_samples=True, progress=show)
+    # does q cover p? log-weights of the HMC draws (which do not rely on q's coverage) vs of flow draws
+    coverage = coverage_check(energy, q, hmc.samples, n_proposal=min(args.eval_samples, 8192))
+    runs["latent_hmc"] = {"idata": to_inference_data(hmc, include_samples=args.save_configurations),
+                          "seconds": hmc.sample_seconds, "grads": hmc.total_grad_evals,
+                          "acceptance": hmc.acceptance_rate}
+    if args.nuts_chains > 0:
+        logger.info("physical NUTS: %d chains x %d draws", args.nuts_chains, args.nuts_samples)
+        nuts = physical_nuts(energy, args.nuts_samples, warmup_steps=max(50, args.nuts_samples // 3),
+                             num_chains=args.nuts_chains, init=q, keep_samples=args.save_configurations,
+                             progress=show)
+        runs["physical_nuts"] = {"idata": to_inference_data(nuts, include_samples=args.save_configurations),
+                                 "seconds": nuts.sample_seconds, "grads": nuts.total_grad_evals,
+                                 "acceptance": nuts.acceptance_rate}
+
+    eff: dict[str, dict[str, Any]] = {}
+    for name, r in runs.items():
+        run.write_netcdf(f"{name}.nc", r["idata"])
+        eff[name] = sampling_efficiency(r["idata"], ("m2", "energy_per_site"), seconds=r["seconds"],
+                                        grad_evals=r["grads"])
+
+    # ------------------------------------------------------------------ summary
+    summary: dict[str, Any] = {
+        "study": args.study, "L": args.L, "dim": args.dim, "steps": d.step, "batch": args.batch,
+        "train_seconds": train_s, "free_energy": est.to_dict(), "f_exact": f_exact, "references": refs,
+        "coverage": coverage.to_dict(),
+        "samplers": {n: {"acceptance": r["acceptance"], "seconds": r["seconds"], "grad_evals": r["grads"],
+                         **{f"{v}_{k}": x for v, e in eff[n].items() for k, x in e.items()}}
+                     for n, r in runs.items()},
+    }
+    if args.study == "ising":
+        summary["T"] = args.T
+        summary["log_z_ising_exact"] = float(energy.log_z_ising()) if args.dim in (1, 2) else None
+    else:
+        summary.update(kappa=args.kappa, lam=args.lam)
+    if "physical_nuts" in eff and eff["physical_nuts"]["m2"]["ess_per_grad"]:
+        base = eff["physical_nuts"]["m2"]["ess_per_grad"]
+        summary["m2_ess_per_grad_ratio_latent_hmc_vs_physical_nuts"] = eff["latent_hmc"]["m2"]["ess_per_grad"] / base
+    run.write_json("summary.json", summary)
+
+    rows: list[Row] = [
+        ("variational F_q", fmt_value(est.fq, est.fq_err), fmt_value(f_exact) + (" exact" if f_exact else ""),
+         fmt_rel(est.fq, f_exact, est.fq_err)),
+        ("importance-sampled F", fmt_value(est.f_is, est.f_is_err), fmt_value(f_exact),
+         fmt_rel(est.f_is, f_exact, est.f_is_err)),
+        ("ESS/N, PSIS k-hat", f"{est.ess_fraction:.3f}, {est.khat:.2f}", "", ""),
+        ("HMC draws beyond every flow draw's ln w", f"{coverage.fraction_beyond:.3f}", "< 0.01",
+         "covered" if coverage.covered else f"HOLE ({coverage.gap_nats:+.1f} nats)"),
+    ]
+    for obs, label in (("m2", "<m^2>"), ("energy_per_site", "energy / site")):
+        ref = refs.get(obs)
+        for name in runs:
+            e = eff[name][obs]
+            rows.append((f"{label} {LABELS[name]}", fmt_value(e["mean"], e["mcse"], 4),
+                         "" if ref is None else f"{fmt_value(ref[0], ref[1], 4)} {ref[2].split(' (')[0]}",
+                         "" if ref is None else fmt_rel(e["mean"], ref[0], e["mcse"], ref[1])))
+    for name, r in runs.items():
+        e = eff[name]["m2"]
+        per = f", {e['ess_per_grad']:.2e}/grad" if e["ess_per_grad"] else ""
+        rows.append((f"{LABELS[name]}: acceptance, ESS(m^2)", f"{r['acceptance']:.2f}, {e['ess']:.0f}",
+                     f"{e['ess_per_second']:.1f}/s{per}", ""))
+    ratio = summary.get("m2_ess_per_grad_ratio_latent_hmc_vs_physical_nuts")
+    if ratio:
+        rows.append(("ESS(m^2)/grad latent HMC / physical NUTS", f"{ratio:.1f}x", "", ""))
+
+    # ------------------------------------------------------------------ figures
+    figs = [("Free energy during training",
+             run.save_figure("training.png", plotting.plot_training(d.history, checks, f_exact)),
+             "Per-step variational free energy F_q (an upper bound of F) and its running mean; orange: "
+             "importance-sampled F with error bars every few steps; right: relative errors on a log scale.")]
+    traces = {LABELS[n]: {o: r["idata"].posterior[o].values for o in ("m2", "energy_per_site")}
+              for n, r in runs.items()}
+    figs.append(("Observables vs draw", run.save_figure("observables.png", plotting.plot_observable_traces(
+        traces, refs, {"m2": "<m^2>", "energy_per_site": "energy per site"})),
+        "Running means per sampler (averaged over chains) with the reference and its ±2σ band."))
+    shown = torch.tanh(last[:16]) if args.study == "ising" else last[:16]
+    figs.append(("Sampled configurations", run.save_figure("configurations.png", plotting.plot_configurations(
+        shown.detach().cpu(), title="flow-MH draws" + (" (tanh x = <s | x>)" if args.study == "ising" else ""))),
+        "Last state of the first 16 flow-MH walkers: independent equilibrium draws."))
+    figs += _arviz_figures(run, runs)
+    flow_ = d.flow
+    if hasattr(flow_, "renormalized_variables"):
+        with torch.no_grad():
+            per = [v[0].cpu() for v in flow_.renormalized_variables(last[:1].to(dtype))]
+            many = [v.cpu() for v in flow_.renormalized_variables(last.to(dtype))]
+        figs.append(("Renormalized variables per scale", run.save_figure(
+            "renormalized.png", plotting.plot_renormalized_variables(last[0].cpu(), per, many)),
+            "Top: one equilibrium configuration and its latent variables z = g⁻¹(x) at each RG level. Bottom: the "
+            "distribution of each level's latents over all walkers against N(0, 1), which a perfect flow gives."))
+    title = (f"NeuralRG run: Ising L={args.L} (dim {args.dim}), T={args.T:.6g}" if args.study == "ising"
+             else f"NeuralRG run: φ⁴ L={args.L} (dim {args.dim}), κ={args.kappa:g}, λ={args.lam:g}")
+    intro = [f"Trained {d.step} steps (batch {args.batch}, lr {args.lr:g}, Z2 symmetrization {'on' if z2 else 'off'}) "
+             f"in {train_s:.1f} s; flow with {sum(p.numel() for p in flow_.parameters())} parameters.",
+             "Free energies per unit temperature convention F = -T ln Z of the simulated (relaxed) model."]
+    report = run.write_report(title, intro, rows, figs, notes=_notes(args, est, coverage))
+    print("\n" + console_table(rows))
+    print(f"\nreport: {report}")
+    return 0
+
+
+def _arviz_figures(run: RunFolder, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    names = [n for n in ("latent_hmc", "physical_nuts") if n in runs]
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.8 * len(names)), squeeze=False)
+    for i, n in enumerate(names):
+        sub = runs[n]["idata"].sel(chain=slice(0, 4))
+        lag = min(100, sub.posterior.sizes["draw"] - 1)
+        az.plot_autocorr(sub, var_names=["m2", "energy_per_site"], combined=True, ax=axes[i], max_lag=lag)
+        for ax in axes[i]:
+            ax.set_title(f"{LABELS[n]}: {ax.get_title()}", fontsize=9)
+    fig.tight_layout()
+    out.append(("Autocorrelation (ArviZ)", run.save_figure("autocorr.png", fig),
+                "ArviZ autocorrelation of m² and energy per site (first 4 chains combined) for latent HMC and "
+                "physical NUTS: the latent chains decorrelate in far fewer draws."))
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.6 * len(names)), squeeze=False)
+    for i, n in enumerate(names):
+        sub = runs[n]["idata"].sel(chain=slice(0, 4))
+        az.plot_trace(sub, var_names=["m2"], axes=axes[i:i + 1], compact=True)
+        axes[i, 0].set_title(f"{LABELS[n]}: m2", fontsize=9)
+        axes[i, 1].set_title(f"{LABELS[n]}: m2 trace (4 chains)", fontsize=9)
+    fig.tight_layout()
+    out.append(("Trace (ArviZ)", run.save_figure("trace.png", fig), "ArviZ trace plot of m² (first 4 chains)."))
+    return out
+
+
+def _notes(args: argparse.Namespace, est: Any, coverage: Any) -> list[str]:
+    notes = []
+    if not coverage.covered:
+        notes.append(
+            f"Coverage: {coverage.fraction_beyond:.1%} of the latent-HMC draws have log-weights above every one of "
+            f"{coverage.n_proposal} flow draws (99th percentile {coverage.gap_nats:+.1f} nats beyond): the flow "
+            "(almost) never proposes part of the distribution — reverse KL is mode-seeking. Flow-MH and importance "
+            "sampling are exact only in the limit and cannot correct this in a practical run, so trust the HMC "
+            "estimates and train longer or larger.")
+    if est.khat > 0.7:
+        notes.append(f"PSIS k-hat {est.khat:.2f} > 0.7: the importance weights are heavy-tailed, so the IS estimate "
+                     "and flow-MH mixing are unreliable; train longer (--steps) or with a larger batch.")
+    elif est.khat > 0.5:
+        notes.append(f"PSIS k-hat {est.khat:.2f} in (0.5, 0.7]: importance weights moderately heavy-tailed; errors "
+                     "of the IS estimate may be underestimated.")
+    if args.study == "ising":
+        notes.append("The Ising model is simulated through its Hubbard-Stratonovich relaxation (continuous field "
+                     "x); <m^2> and the energy use improved estimators whose means are the exact Ising values.")
+    if not math.isfinite(est.f_is_err):
+        notes.append("The importance-sampled error is not finite: too few effective samples.")
+    return notes
