@@ -223,7 +223,7 @@ def run_lattice_study(args: argparse.Namespace) -> int:
         ("HMC draws beyond every flow draw's ln w", f"{coverage.fraction_beyond:.3f}", "< 0.01",
          "covered" if coverage.covered else f"HOLE ({coverage.gap_nats:+.1f} nats)"),
     ]
-    for obs, label in (("m2", "<m^2>"), ("energy_per_site", "energy / site")):
+    for obs, label in (("m2", "⟨m²⟩"), ("energy_per_site", "energy / site")):
         ref = refs.get(obs)
         for name in runs:
             e = eff[name][obs]
@@ -233,11 +233,11 @@ def run_lattice_study(args: argparse.Namespace) -> int:
     for name, r in runs.items():
         e = eff[name]["m2"]
         per = f", {e['ess_per_grad']:.2e}/grad" if e["ess_per_grad"] else ""
-        rows.append((f"{LABELS[name]}: acceptance, ESS(m^2)", f"{r['acceptance']:.2f}, {e['ess']:.0f}",
+        rows.append((f"{LABELS[name]}: acceptance, ESS(m²)", f"{r['acceptance']:.2f}, {e['ess']:.0f}",
                      f"{e['ess_per_second']:.1f}/s{per}", ""))
     ratio = summary.get("m2_ess_per_grad_ratio_latent_hmc_vs_physical_nuts")
     if ratio:
-        rows.append(("ESS(m^2)/grad latent HMC / physical NUTS", f"{ratio:.1f}x", "", ""))
+        rows.append(("ESS(m²)/grad latent HMC / physical NUTS", f"{ratio:.1f}x", "", ""))
 
     # ------------------------------------------------------------------ figures
     figs = [("Free energy during training",
@@ -247,7 +247,7 @@ def run_lattice_study(args: argparse.Namespace) -> int:
     traces = {LABELS[n]: {o: r["idata"].posterior[o].values for o in ("m2", "energy_per_site")}
               for n, r in runs.items()}
     figs.append(("Observables vs draw", run.save_figure("observables.png", plotting.plot_observable_traces(
-        traces, refs, {"m2": "<m^2>", "energy_per_site": "energy per site"})),
+        traces, refs, {"m2": "⟨m²⟩", "energy_per_site": "energy per site"})),
         "Running means per sampler (averaged over chains) with the reference and its ±2σ band."))
     shown = torch.tanh(last[:16]) if args.study == "ising" else last[:16]
     figs.append(("Sampled configurations", run.save_figure("configurations.png", plotting.plot_configurations(
@@ -267,7 +267,8 @@ def run_lattice_study(args: argparse.Namespace) -> int:
              else f"NeuralRG run: φ⁴ L={args.L} (dim {args.dim}), κ={args.kappa:g}, λ={args.lam:g}")
     intro = [f"Trained {d.step} steps (batch {args.batch}, lr {args.lr:g}, Z2 symmetrization {'on' if z2 else 'off'}) "
              f"in {train_s:.1f} s; flow with {sum(p.numel() for p in flow_.parameters())} parameters.",
-             "Free energies per unit temperature convention F = -T ln Z of the simulated (relaxed) model."]
+             "Free energies are F = -T ln Z of the simulated model (for Ising: the continuous relaxation, whose exact "
+             "ln Z is Kaufman's ln Z_Ising plus a Gaussian constant; summary.json has both)."]
     report = run.write_report(title, intro, rows, figs, notes=_notes(args, est, coverage))
     print("\n" + console_table(rows))
     print(f"\nreport: {report}")
@@ -322,7 +323,7 @@ def _notes(args: argparse.Namespace, est: Any, coverage: Any) -> list[str]:
                      "of the IS estimate may be underestimated.")
     if args.study == "ising":
         notes.append("The Ising model is simulated through its Hubbard-Stratonovich relaxation (continuous field "
-                     "x); <m^2> and the energy use improved estimators whose means are the exact Ising values.")
+                     "x); ⟨m²⟩ and the energy use improved estimators whose means are the exact Ising values.")
     if not math.isfinite(est.f_is_err):
         notes.append("The importance-sampled error is not finite: too few effective samples.")
     return notes
