@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = _default_out(args)
     run = run_canonical_study if args.study in ("chain", "ring") else run_lattice_study
     try:
-        return run(args)
+        outcome = run(args)
     except TrainingDivergedError as exc:
         return _fail(str(exc), 3)
     except (CheckpointError, ConfigMismatchError) as exc:
@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail(f"interrupted; the last checkpoint in {args.out} is intact: continue with "
                      f"pyro-nrg {args.study} --out {args.out} --resume (same options)", 130)
+    if outcome is not None:  # rank 0 (or a single process)
+        print("\n" + outcome.table)
+        print(f"\nreport: {outcome.report}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ class NeuralRGConfig:
     additive: bool = False
     scale_bound: float = 2.0
     flat: bool = False
+    odd: bool = False
     kind: str = "neural_rg"
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +77,7 @@ def neural_rg(config: NeuralRGConfig | None = None, **overrides: Any) -> Hierarc
         additive=cfg.additive,
         scale_bound=cfg.scale_bound,
         flat=cfg.flat,
+        odd=cfg.odd,
     )
     flow.config = cfg.to_dict()
     return flow

@@ -34,6 +34,9 @@ TRANSFORMS = {
     ),
     "hier_2d_flat": (lambda: hierarchical_flow(8, 2, n_couplings=2, hidden=8, flat=True), (64,)),
     "hier_2d_additive": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, additive=True), (4, 4)),
+    "odd_affine_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), odd=True), (4,)),
+    "odd_additive_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), additive=True, odd=True), (4,)),
+    "hier_2d_odd": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, odd=True), (4, 4)),
     "hier_2d_spline_blocks": (
         lambda: hierarchical_flow(
             4, 2, block_factory=lambda i: TransformBlock(spline_coupling(4, hidden_dims=[8], count_bins=4))
@@ -47,6 +50,26 @@ TRANSFORMS = {
 def test_contract(name: str) -> None:
     factory, event_shape = TRANSFORMS[name]
     check_transform(factory, event_shape)
+
+
+def test_odd_flow_is_z2_equivariant_and_its_density_symmetric() -> None:
+    """odd=True: g(-z) = -g(z) and log|det| even, so q(-x) = q(x) exactly (no mixture needed); the latent origin
+    maps to x = 0. The default flow is not odd once trained (perturbed parameters)."""
+    from pyro_nrg.distributions import FlowDistribution
+    from pyro_nrg.flows import neural_rg
+    from pyro_nrg.testing import perturb_parameters
+
+    torch.manual_seed(0)
+    odd = perturb_parameters(neural_rg(L=8, hidden=8, odd=True).double(), 0.3)
+    z = torch.randn(6, 8, 8, dtype=torch.float64)
+    x, ldj = odd.forward_and_log_det(z)
+    xm, ldjm = odd.forward_and_log_det(-z)
+    assert torch.allclose(xm, -x, atol=1e-12) and torch.allclose(ldjm, ldj, atol=1e-12)
+    assert odd.forward_and_log_det(torch.zeros(1, 8, 8, dtype=torch.float64))[0].abs().max() < 1e-12
+    q = FlowDistribution(odd)
+    assert torch.allclose(q.log_prob(x), q.log_prob(-x.clone()), atol=1e-10)
+    plain = perturb_parameters(neural_rg(L=8, hidden=8).double(), 0.3)
+    assert not torch.allclose(plain.forward_and_log_det(-z)[0], -plain.forward_and_log_det(z)[0], atol=1e-6)
 
 
 def test_float32_default_dtype_roundtrip() -> None:

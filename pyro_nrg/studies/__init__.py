@@ -5,12 +5,13 @@
   (``pyro-nrg chain|ring``).
 * :mod:`pyro_nrg.studies.report` — run folders, Markdown reports and console tables.
 
-Each ``run_*_study(args)`` takes the parsed command-line options (:func:`pyro_nrg.cli.build_parser`) and returns
-an exit code; from Python, call ``pyro_nrg.cli.main([...])`` with the same arguments as the command.
+Each ``run_*_study(args)`` takes the parsed command-line options (:func:`pyro_nrg.cli.build_parser`), writes the
+run folder and returns a :class:`~pyro_nrg.studies.report.StudyOutcome` (report path, summary table, summary
+dict); from Python, call ``pyro_nrg.cli.main([...])`` with the same arguments as the command.
 """
 
 from .canonical import run_canonical_study
 from .lattice import run_lattice_study
-from .report import RunFolder
+from .report import RunFolder, StudyOutcome
 
-__all__ = ["run_lattice_study", "run_canonical_study", "RunFolder"]
+__all__ = ["run_lattice_study", "run_canonical_study", "RunFolder", "StudyOutcome"]

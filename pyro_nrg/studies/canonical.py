@@ -30,7 +30,7 @@ from ..energies import HarmonicChain, RingHamiltonian, velocity_verlet
 from ..errors import CheckpointError
 from ..infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
 from ..transforms.symplectic import polar_symplectic_flow
-from .report import Row, RunFolder, console_table, fmt_rel, fmt_value
+from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 
 __all__ = ["add_canonical_options", "run_canonical_study"]
 
@@ -74,8 +74,8 @@ def _model(args: argparse.Namespace) -> tuple[Any, CanonicalFlow, VariationalCon
     return H.to(device=args.device, dtype=dtype), model.to(device=args.device, dtype=dtype), cfg
 
 
-def run_canonical_study(args: argparse.Namespace) -> int:
-    """Run the ``ring``/``chain`` study described by the parsed options; returns the exit code."""
+def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
+    """Run the ``ring``/``chain`` study described by the parsed options."""
     from .. import plotting
 
     if args.resume:
@@ -162,9 +162,7 @@ def run_canonical_study(args: argparse.Namespace) -> int:
              if args.study == "chain" else f"Neural canonical transformation: ring, T={args.T:g}")
     report = run.write_report(title, [f"Trained {cfg.steps} SVI steps (batch {cfg.batch_size}) in {train_s:.1f} s."],
                               rows, figs)
-    print("\n" + console_table(rows))
-    print(f"\nreport: {report}")
-    return 0
+    return StudyOutcome(report, console_table(rows), summary)
 
 
 def _ring_figure(x: torch.Tensor, xq: torch.Tensor) -> Any:

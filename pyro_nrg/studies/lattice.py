@@ -31,7 +31,7 @@ from ..flows import NeuralRGConfig, neural_rg
 from ..infer import coverage_check, distill, flow_mh
 from ..infer.distributed import init_from_environment
 from ..infer.latent import latent_hmc_walkers, physical_nuts
-from .report import Row, RunFolder, console_table, fmt_rel, fmt_value
+from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 
 __all__ = ["add_lattice_options", "run_lattice_study"]
 
@@ -108,8 +108,8 @@ def _exact_f(energy: Any) -> float | None:
         return None
 
 
-def run_lattice_study(args: argparse.Namespace) -> int:
-    """Run the ``ising``/``phi4`` study described by the parsed options; returns the exit code."""
+def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
+    """Run the ``ising``/``phi4`` study described by the parsed options (``None`` on ranks other than 0)."""
     from .. import plotting
 
     dtype = getattr(torch, args.dtype)
@@ -155,7 +155,7 @@ def run_lattice_study(args: argparse.Namespace) -> int:
     )
     train_s = time.perf_counter() - t0
     if rank != 0:  # evaluation and the report are rank 0's
-        return 0
+        return None
     assert run is not None
     d = result.distiller
     logger.info("estimating the free energy from %d samples", args.eval_samples)
@@ -270,9 +270,7 @@ def run_lattice_study(args: argparse.Namespace) -> int:
              "Free energies are F = -T ln Z of the simulated model (for Ising: the continuous relaxation, whose exact "
              "ln Z is Kaufman's ln Z_Ising plus a Gaussian constant; summary.json has both)."]
     report = run.write_report(title, intro, rows, figs, notes=_notes(args, est, coverage))
-    print("\n" + console_table(rows))
-    print(f"\nreport: {report}")
-    return 0
+    return StudyOutcome(report, console_table(rows), summary)
 
 
 def _arviz_figures(run: RunFolder, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:

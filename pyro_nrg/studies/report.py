@@ -22,17 +22,27 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
 
-__all__ = ["RunFolder", "Row", "console_table", "markdown_table", "fmt_value", "fmt_rel"]
+__all__ = ["RunFolder", "StudyOutcome", "Row", "console_table", "markdown_table", "fmt_value", "fmt_rel"]
 
 logger = logging.getLogger("pyro_nrg")
 
 Row = tuple[str, str, str, str]
 """One line of a summary table: quantity, value, reference, deviation."""
+
+
+@dataclass
+class StudyOutcome:
+    """What a study returns: the report path, the one-screen summary table (text) and the summary dict."""
+
+    report: Path
+    table: str
+    summary: dict[str, Any]
 
 
 def _jsonable(obj: Any) -> Any:

@@ -57,18 +57,23 @@ class MLP(nn.Sequential):
         out_dim: output features.
         hidden: widths of the hidden layers.
         activation: one of ``elu, relu, tanh, softplus, silu, gelu``.
+        output_bias: give the output layer a bias (an odd, shift-only coupling has no use for one).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (32, 32), activation: str = "elu"):
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (32, 32), activation: str = "elu",
+        output_bias: bool = True,
+    ):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: use one of {sorted(_ACTIVATIONS)}")
         layers: list[nn.Module] = []
         widths = [in_dim, *hidden]
         for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
-        last = nn.Linear(widths[-1], out_dim)
+        last = nn.Linear(widths[-1], out_dim, bias=output_bias)
         nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        if output_bias:
+            nn.init.zeros_(last.bias)
         layers.append(last)
         super().__init__(*layers)
 
@@ -109,6 +114,11 @@ class MaskedAffineCoupling(PairedTransformModule):
         trans: indices that are transformed; ``cond`` and ``trans`` must partition ``range(d)``.
         additive: volume-preserving variant (log-det 0).
         scale_bound: initial bound :math:`a` of the soft clamp :math:`s = a\tanh(\hat s)` (learnable).
+        odd: make the layer odd, :math:`f(-v) = -f(v)` (Z₂-equivariant): the log-scale is symmetrised,
+            :math:`s(u) = \tfrac12[\hat s(u) + \hat s(-u)]`, and the shift antisymmetrised,
+            :math:`t(u) = \tfrac12[\hat t(u) - \hat t(-u)]` (one hypernet call on a doubled batch). A flow
+            of odd layers on a symmetric base gives :math:`q(-x) = q(x)` exactly, and maps the latent origin to
+            :math:`x = 0`, so it cannot drop the configurations between the two magnetisation sectors.
 
     Example:
         >>> t = masked_affine_coupling(4, cond=[0, 1], trans=[2, 3], hidden=(16,))
@@ -123,6 +133,7 @@ class MaskedAffineCoupling(PairedTransformModule):
         trans: Sequence[int],
         additive: bool = False,
         scale_bound: float = 2.0,
+        odd: bool = False,
     ) -> None:
         super().__init__(event_dim=1)
         d = len(cond) + len(trans)
@@ -132,6 +143,7 @@ class MaskedAffineCoupling(PairedTransformModule):
             )
         self.d = d
         self.additive = bool(additive)
+        self.odd = bool(odd)
         self.hypernet = hypernet
         self.register_buffer("cond", torch.as_tensor(list(cond), dtype=torch.long))
         self.register_buffer("trans", torch.as_tensor(list(trans), dtype=torch.long))
@@ -146,10 +158,16 @@ class MaskedAffineCoupling(PairedTransformModule):
             )
 
     def _scale_shift(self, v_cond: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        n = self.trans.numel()
+        if self.odd:
+            hp, hm = self.hypernet(torch.stack([v_cond, -v_cond]))  # one call on a doubled batch
+            if self.additive:
+                return None, 0.5 * (hp - hm)
+            s_hat, t = 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
+            return self.scale_bound * torch.tanh(s_hat), t
         h = self.hypernet(v_cond)
         if self.additive:
             return None, h
-        n = self.trans.numel()
         log_scale = self.scale_bound * torch.tanh(h[..., :n])
         return log_scale, h[..., n:]
 
@@ -182,16 +200,17 @@ def masked_affine_coupling(
     activation: str = "elu",
     additive: bool = False,
     scale_bound: float = 2.0,
+    odd: bool = False,
 ) -> MaskedAffineCoupling:
     """Build a :class:`MaskedAffineCoupling` on ``d`` variables with an :class:`MLP` hypernet.
 
-    ``cond``/``trans`` default to the first/second half of ``range(d)``.
+    ``cond``/``trans`` default to the first/second half of ``range(d)``; ``odd`` makes it Z₂-equivariant.
     """
     if cond is None or trans is None:
         cond, trans = half_partitions(d, 1)[0]
     n_out = len(trans) * (1 if additive else 2)
-    net = MLP(len(cond), n_out, hidden, activation)
-    return MaskedAffineCoupling(net, cond, trans, additive=additive, scale_bound=scale_bound)
+    net = MLP(len(cond), n_out, hidden, activation, output_bias=not (odd and additive))
+    return MaskedAffineCoupling(net, cond, trans, additive=additive, scale_bound=scale_bound, odd=odd)
 
 
 class CouplingStack(PairedTransformModule):
@@ -229,14 +248,16 @@ def coupling_stack(
     additive: bool = False,
     scale_bound: float = 2.0,
     seed: int = 0,
+    odd: bool = False,
 ) -> CouplingStack:
-    """A RealNVP block bijector on ``d`` variables: ``n_couplings`` couplings with alternating partitions.
+    """A RealNVP block bijector on ``d`` variables: ``n_couplings`` couplings with alternating partitions
+    (``odd``: every coupling Z₂-equivariant, see :class:`MaskedAffineCoupling`).
 
     This is the default block of :func:`~pyro_nrg.transforms.hierarchical_flow` (``d = 4`` for 2×2 plaquettes,
     ``d = 2`` for 1D pairs).
     """
     parts = [
-        masked_affine_coupling(d, c, t, hidden, activation, additive, scale_bound)
+        masked_affine_coupling(d, c, t, hidden, activation, additive, scale_bound, odd)
         for c, t in half_partitions(d, n_couplings, seed)
     ]
     return CouplingStack(parts)

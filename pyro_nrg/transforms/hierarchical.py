@@ -218,6 +218,7 @@ def hierarchical_flow(
     scale_bound: float = 2.0,
     flat: bool = False,
     block_factory: BlockFactory | None = None,
+    odd: bool = False,
 ) -> HierarchicalFlow:
     """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
 
@@ -235,11 +236,15 @@ def hierarchical_flow(
         flat: flat ``(N,)`` events.
         block_factory: overrides the default block (called with the layer index); the block acts on ``2**dim``
             variables.
+        odd: Z₂-equivariant blocks, :math:`g(-z) = -g(z)` (then :math:`q(-x) = q(x)` without a mixture; see
+            :class:`~pyro_nrg.transforms.MaskedAffineCoupling`). Measured on 2D Ising at :math:`T_c`, L=8, 250 s of
+            training: F_q 1.33 % above exact against 0.58 % for the default flow with the Z₂ mixture
+            (``z2_symmetric=True``), so the mixture stays the default.
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
 
         def block_factory(i: int) -> PairedTransformModule:
-            return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i)
+            return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i, odd=odd)
 
     return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat)
