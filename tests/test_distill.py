@@ -242,3 +242,24 @@ def test_distillation_on_gaussian_phi4_recovers_exact_log_z() -> None:
     est = res.distiller.estimate(4096)
     assert abs(est.log_z - energy.log_z()) < 4 * est.log_z_err + 1e-3
     assert est.fq_rel_err > -1e-3  # F_q is an upper bound (up to its own noise)
+
+
+def test_estimate_after_user_scoring_with_gradients_and_coverage_check() -> None:
+    """Scoring with gradients leaves autograd graphs in the transform caches; estimate() must still deep-copy the
+    flow. coverage_check flags target samples the flow never proposes (here: draws of a much wider Gaussian)."""
+    pyro.set_rng_seed(3)
+    energy = IsingRelaxed(4, 3.0)
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=3, batch=32))
+    d.run(progress=False)
+    q = d.guide.distribution()
+    x = q.sample((8,)).requires_grad_(True)
+    q.log_prob(x * 1.0).sum().backward()  # leaves a graph in the flow's cache
+    est = d.estimate(256)
+    assert math.isfinite(est.fq)
+    from pyro_nrg.infer import coverage_check
+
+    with torch.no_grad():
+        own = coverage_check(energy, q, q.sample((512,)), n_proposal=512)
+        wide = coverage_check(energy, q, 6.0 * q.sample((512,)), n_proposal=512)
+    assert own.fraction_beyond < 0.05 and own.covered
+    assert wide.fraction_beyond > own.fraction_beyond

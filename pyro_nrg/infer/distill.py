@@ -298,7 +298,7 @@ class Distiller:
         for k in HISTORY_KEYS:
             self.history[k].append(record[k])
         # free the autograd graph held by the transform caches
-        self.flow.clear_cache() if hasattr(self.flow, "clear_cache") else None
+        _clear_caches(self.flow)
         return record
 
     def _fresh_shard_state(self, shard: int, step: int) -> torch.Tensor:
@@ -466,6 +466,7 @@ class Distiller:
         if float64:
             import copy
 
+            _clear_caches(self.flow)  # cached tensors with autograd history cannot be deep-copied
             flow64 = copy.deepcopy(self.flow).double()
             from ..distributions import FlowDistribution, Z2Symmetrized
 
@@ -479,6 +480,13 @@ class Distiller:
         except NotImplementedError:
             pass
         return estimate_free_energy(lw, float(self.energy.temperature), exact)
+
+
+def _clear_caches(module: Any) -> None:
+    """Drop the cached (z, x, log-det) triples of every transform in ``module`` (frees autograd graphs)."""
+    for m in module.modules() if hasattr(module, "modules") else ():
+        if hasattr(m, "clear_cache"):
+            m.clear_cache()
 
 
 def load_checkpoint(path: str | os.PathLike[str] | None) -> dict[str, Any]:
