@@ -2,10 +2,11 @@
 
 Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:`~pyro_nrg.transforms` (Pyro
 ``TransformModule``s, latent → physical), :mod:`~pyro_nrg.flows` (assembled architectures),
-:mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`.
+:mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`,
+:mod:`~pyro_nrg.data` (alanine dipeptide MD and digits for the real-world demos; OpenMM/scikit-learn optional).
 """
 
-from . import canonical, diagnostics, distributions, energies, errors, flows, infer, lattice, testing, transforms
+from . import canonical, data, diagnostics, distributions, energies, errors, flows, infer, lattice, testing, transforms
 from .canonical import CanonicalFlow, HarmonicOscillators, PhaseSpaceFlow, canonical_flow
 from .diagnostics import to_inference_data
 from .distributions import FlowDistribution, Z2Symmetrized
@@ -23,6 +24,7 @@ __all__ = [
     "latent_hmc_walkers",
     "physical_nuts",
     "canonical",
+    "data",
     "CanonicalFlow",
     "HarmonicOscillators",
     "PhaseSpaceFlow",

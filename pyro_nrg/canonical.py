@@ -55,6 +55,10 @@ __all__ = [
     "rank_correlation",
     "circular_rank_correlation",
     "best_latent_correlation",
+    "pca_canonical_flow",
+    "keep_slow_modes",
+    "latent_mode_path",
+    "position_log_likelihood",
 ]
 
 
@@ -440,3 +444,184 @@ def best_latent_correlation(
             if c > best[0]:
                 best = (c, k, phi)
     return best
+
+
+# ------------------------------------------------------------------------------------------------------------
+# data-driven initialisation, compression and mode paths (real-world demos)
+
+
+def pca_canonical_flow(
+    positions: torch.Tensor,
+    temperature: float = 1.0,
+    masses: float | torch.Tensor = 1.0,
+    n_blocks: int = 2,
+    n_couplings: int = 4,
+    hidden: int = 32,
+    depth: int = 2,
+    shears: bool = True,
+) -> CanonicalFlow:
+    r"""A :func:`canonical_flow` that starts as the harmonic (PCA) model of position samples.
+
+    With mass-weighted coordinates :math:`u = M^{1/2} q` and the eigen-decomposition of their covariance,
+    :math:`\mathrm{Cov}(u) = O\,\mathrm{diag}(\sigma_k^2)\,O^\top` (descending), a fixed symplectic point
+    transformation
+
+    .. math:: q = M^{-1/2} O D\, \tilde U, \qquad p = M^{1/2} O D^{-1} \tilde P, \qquad
+       D = \mathrm{diag}\big(\sqrt{\sigma_k / \sqrt T}\big),
+
+    is appended on the physical side of :func:`~pyro_nrg.transforms.symplectic.symplectic_flow`, and the
+    frequencies start at :math:`\omega_k = \sqrt{T}/\sigma_k`: the exact maximum-likelihood oscillators of a
+    Gaussian :math:`q` with Maxwell–Boltzmann momenta (:math:`\mathrm{Var}\,U_k = \sigma_k^2`,
+    :math:`\mathrm{Var}\,P_k = T`). :math:`D` balances each pair, so the nonlinear blocks see
+    :math:`\tilde U_k, \tilde P_k` with equal widths :math:`\sqrt{\sigma_k \sqrt T}` (a symplectic map cannot
+    whiten both; choose units in which these are of order one — widths far below one make every Adam step a
+    large relative change of the fast modes and training unstable). The nonlinear blocks start at the identity, so
+    training begins at the PCA solution and mode ``k`` (in the model's order) starts as the ``k``-th principal
+    axis. The flow has no translation: pass centred positions.
+
+    Args:
+        positions: ``(N, n)`` centred position samples (only their covariance is used).
+        temperature: :math:`T`.
+        masses: scalar or ``(n,)``.
+        n_blocks: nonlinear blocks of :func:`~pyro_nrg.transforms.symplectic.symplectic_flow` (0: linear model).
+        n_couplings: RealNVP couplings per block.
+        hidden: width of the coupling and shear networks.
+        depth: hidden layers of those networks.
+        shears: include the momentum/position shears.
+
+    Returns:
+        :class:`CanonicalFlow` in the default dtype.
+
+    Raises:
+        EventShapeError: ``positions`` is not ``(N, n)`` with ``N >= 2``.
+    """
+    from pyro.distributions.torch_transform import ComposeTransformModule
+
+    from .transforms.symplectic import SymplecticLinearMap
+
+    if positions.dim() != 2 or positions.shape[0] < 2:
+        raise EventShapeError(
+            f"pca_canonical_flow expects positions of shape (N, n) with N >= 2, got {tuple(positions.shape)}"
+        )
+    T = check_temperature(temperature)
+    n = positions.shape[1]
+    q = positions.detach().double().cpu()
+    m = torch.as_tensor(masses, dtype=torch.float64).expand(n)
+    u = q * m.sqrt()
+    u = u - u.mean(0)
+    evals, O = torch.linalg.eigh(u.T @ u / (u.shape[0] - 1))
+    evals, O = evals.flip(0), O.flip(1)  # descending variance: index 0 = slowest mode
+    sigma = evals.clamp_min(1e-12 * float(evals.max())).sqrt()
+    omega = math.sqrt(T) / sigma
+    zero = torch.zeros(n, n, dtype=torch.float64)
+    d = (sigma / math.sqrt(T)).sqrt()
+    W = O / m.sqrt()[:, None] * d
+    Wp = O * m.sqrt()[:, None] / d
+    M = torch.cat([torch.cat([W, zero], 1), torch.cat([zero, Wp], 1)], 0)
+    base = symplectic_flow(n, n_blocks=n_blocks, n_couplings=n_couplings, hidden=hidden, depth=depth, shears=shears)
+    dtype = torch.get_default_dtype()
+    flow = ComposeTransformModule([*base.parts, SymplecticLinearMap(M.to(dtype))])
+    return CanonicalFlow(flow, n, temperature=T, omega=omega.to(dtype))
+
+
+def keep_slow_modes(model: CanonicalFlow, x: torch.Tensor, k: int) -> torch.Tensor:
+    r"""Conceptual compression: keep the ``k`` slowest latent modes of ``x`` and set the others to zero (their mean).
+
+    .. math:: \hat x = g\big(\Pi_k\, g^{-1}(x)\big), \qquad \Pi_k (Q, P)_j = (Q_j, P_j)\ \text{if}\ \omega_j
+       \text{ is among the } k \text{ smallest, else } (0, 0).
+
+    Args:
+        model: trained :class:`CanonicalFlow`.
+        x: phase-space points ``(*batch, 2n)`` (e.g. positions with zero momenta).
+        k: number of modes kept, ``0 <= k <= n``.
+
+    Returns:
+        ``(*batch, 2n)`` reconstructions (no gradient).
+    """
+    if not 0 <= k <= model.n:
+        raise EventShapeError(f"keep_slow_modes: k must be in [0, {model.n}], got {k}")
+    with torch.no_grad():
+        z = model.to_latent(x)
+        keep = torch.zeros(model.n, dtype=z.dtype, device=z.device)
+        keep[model.slow_modes(k).to(z.device)] = 1.0
+        return model.from_latent(z * torch.cat([keep, keep]))
+
+
+def latent_mode_path(
+    model: CanonicalFlow, rank: int, amplitudes: torch.Tensor | Sequence[float], z0: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""Physical points along one latent mode: :math:`x(a) = g(z_0 + a \sqrt{T/\omega_k}\, e_{Q_k})`.
+
+    Args:
+        model: :class:`CanonicalFlow`.
+        rank: position of the mode in the sorted spectrum (0 = slowest).
+        amplitudes: ``(A,)`` displacements in units of the mode's thermal width :math:`\sqrt{T/\omega_k}`.
+        z0: latent starting point ``(2n,)`` (default: the origin).
+
+    Returns:
+        ``(A, 2n)`` (no gradient).
+    """
+    w, order = model.frequencies()
+    j = int(order[rank])
+    ref = model.log_omega
+    a = torch.as_tensor(amplitudes, dtype=ref.dtype, device=ref.device).reshape(-1)
+    z = torch.zeros(a.numel(), 2 * model.n, dtype=ref.dtype, device=ref.device)
+    if z0 is not None:
+        z = z + z0.to(z)
+    z[:, j] = z[:, j] + a * math.sqrt(model.temperature) / w[rank].to(z).sqrt()
+    with torch.no_grad():
+        return model.from_latent(z)
+
+
+def position_log_likelihood(
+    model: CanonicalFlow,
+    positions: torch.Tensor,
+    masses: float | torch.Tensor = 1.0,
+    n_momenta: int = 16,
+    batch_size: int = 4096,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Marginal log-likelihood of positions under a phase-space model, by importance sampling over momenta.
+
+    A model trained on :math:`(q, p)` with Maxwell–Boltzmann :math:`p \sim \pi(p) = \mathcal N(0, mT)` defines
+    :math:`q(q) = \int q(q, p)\,dp`. With :math:`\pi` as proposal, for :math:`K` draws :math:`p_k \sim \pi`,
+
+    .. math:: \ln \hat q_K(q) = \ln \frac1K \sum_{k=1}^K \frac{q(q, p_k)}{\pi(p_k)}, \qquad
+       \mathbb E \ln \hat q_1 \le \mathbb E \ln \hat q_K \le \ln q(q),
+
+    so :math:`-\ln\hat q_1` (the Jensen bound, the training objective minus the momentum entropy) and
+    :math:`-\ln\hat q_K` are upper bounds on the NLL in expectation, the second tighter.
+
+    Args:
+        model: :class:`CanonicalFlow`.
+        positions: ``(N, n)``.
+        masses: scalar or ``(n,)``.
+        n_momenta: :math:`K`.
+        batch_size: rows per chunk.
+        generator: torch RNG for the momenta.
+
+    Returns:
+        ``(log_q_jensen, log_q_is)``, each ``(N,)`` in float64: the mean over ``k`` of the log-weights, and their
+        log-mean-exp.
+    """
+    T = model.temperature
+    n = model.n
+    if positions.dim() != 2 or positions.shape[1] != n:
+        raise EventShapeError(f"position_log_likelihood expects (N, {n}) positions, got {tuple(positions.shape)}")
+    ref = model.log_omega
+    m = torch.as_tensor(masses, dtype=torch.float64).expand(n)
+    var = (m * T).to(ref.device)
+    log_norm = -0.5 * torch.log(2 * math.pi * var).sum()
+    jensen, iw = [], []
+    with torch.no_grad():
+        for q in torch.split(positions.to(ref), batch_size):
+            lw = []
+            for _ in range(n_momenta):
+                eps = torch.randn(q.shape, generator=generator, dtype=q.dtype).to(q.device)
+                p = eps * var.sqrt().to(q)
+                log_pi = log_norm - 0.5 * (p.double() ** 2 / var).sum(-1)
+                lw.append(model.log_prob(torch.cat([q, p], -1)).double() - log_pi)
+            lw = torch.stack(lw)
+            jensen.append(lw.mean(0))
+            iw.append(torch.logsumexp(lw, 0) - math.log(n_momenta))
+    return torch.cat(jensen), torch.cat(iw)

@@ -18,6 +18,9 @@ __all__ = [
     "NotNormalizableError",
     "NotPositiveDefiniteError",
     "NoExactSolutionError",
+    "DataCacheError",
+    "DataSettingsError",
+    "MissingDependencyError",
 ]
 
 
@@ -64,3 +67,15 @@ class NotPositiveDefiniteError(NotNormalizableError):
 
 class NoExactSolutionError(PyroNRGError, NotImplementedError):
     """No exact (closed-form or enumerable) value exists for the requested quantity at these parameters."""
+
+
+class DataCacheError(PyroNRGError, RuntimeError):
+    """A cached data file is unreadable or fails its checksum (delete it or regenerate it)."""
+
+
+class DataSettingsError(PyroNRGError, ValueError):
+    """Settings of a data set (MD run length, time step, split fractions...) that cannot be used."""
+
+
+class MissingDependencyError(PyroNRGError, ImportError):
+    """An optional dependency (OpenMM, scikit-learn...) is needed for this function: the message names the extra."""

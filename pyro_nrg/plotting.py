@@ -391,3 +391,105 @@ def plot_mode_profiles(profiles: Any, exact: Any = None, n_modes: int = 4) -> An
         ax.set(title=f"mode {k + 1}", xlabel="particle")
         ax.legend(fontsize=7)
     return fig
+
+
+def plot_ramachandran(phi: Any, psi: Any, bins: int = 72, title: str | None = None, ax: Any = None) -> Any:
+    """2D histogram of backbone dihedrals in degrees, colour = log density; ``phi``, ``psi``: ``(N,)`` radians.
+
+    Returns the figure (a new one unless ``ax`` is given).
+    """
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import LogFormatter
+
+    phi_d, psi_d = np.degrees(_np(phi)), np.degrees(_np(psi))
+    fig = None
+    if ax is None:
+        fig = _figure((4.6, 4.0))
+        ax = fig.subplots()
+    h = ax.hist2d(phi_d, psi_d, bins=bins, range=[[-180, 180], [-180, 180]], norm=LogNorm(), cmap="viridis")
+    ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_yticks(range(-180, 181, 90))
+    ax.figure.colorbar(h[3], ax=ax, label="frames", format=LogFormatter())  # plain labels: no mathtext fonts
+    ax.set_title(title or f"Ramachandran plot ({len(phi_d)} frames)")
+    return fig if fig is not None else ax.figure
+
+
+def _projection_axes(x: np.ndarray) -> np.ndarray:
+    """The two principal axes ``(3, 2)`` of a cloud of points ``(..., 3)``."""
+    pts = x.reshape(-1, 3)
+    pts = pts - pts.mean(0)
+    _, _, vt = np.linalg.svd(pts, full_matrices=False)
+    return vt[:2].T
+
+
+def plot_backbone_path(
+    paths: Sequence[Any], bonds: Any, labels: Sequence[str] | None = None, atom_names: Sequence[str] | None = None
+) -> Any:
+    """One panel per path: heavy-atom frames ``(A, M, 3)`` drawn over each other, coloured along the path.
+
+    Frames are projected on the two principal axes of the first path's atoms (same view in every panel).
+
+    Args:
+        paths: sequence of ``(A, M, 3)`` arrays (e.g. one per latent mode).
+        bonds: ``(B, 2)`` atom pairs to draw.
+        labels: panel titles.
+        atom_names: labels written next to the atoms of the middle frame.
+    """
+    import matplotlib
+
+    paths = [_np(p) for p in paths]
+    b = _np(bonds).astype(int)
+    axes2 = _projection_axes(paths[0])
+    fig = _figure((4.2 * len(paths), 4.0))
+    axes = np.atleast_1d(fig.subplots(1, len(paths)))
+    cmap = matplotlib.colormaps["coolwarm"]
+    for j, (ax, p) in enumerate(zip(axes, paths, strict=True)):
+        xy = (p - p.reshape(-1, 3).mean(0)) @ axes2
+        A = xy.shape[0]
+        for a in range(A):
+            c = cmap(a / max(1, A - 1))
+            for i0, i1 in b:
+                ax.plot(xy[a, [i0, i1], 0], xy[a, [i0, i1], 1], color=c, lw=1.5, alpha=0.8)
+            ax.scatter(xy[a, :, 0], xy[a, :, 1], color=c, s=10, zorder=3)
+        if atom_names is not None:
+            mid = xy[A // 2]
+            for name, (u, v) in zip(atom_names, mid, strict=True):
+                ax.annotate(str(name).split(":")[-1], (u, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_aspect("equal")
+        ax.set(xlabel="Å", ylabel="Å")
+        if labels is not None:
+            ax.set_title(labels[j])
+    return fig
+
+
+def plot_image_grid(rows: Mapping[str, Any], shape: tuple[int, int] = (8, 8), vmax: float | None = None) -> Any:
+    """A grid of images: one row per entry of ``rows`` (label -> ``(K, H*W)`` images), shared grey scale."""
+    arrs = {k: _np(v) for k, v in rows.items()}
+    ncols = max(a.shape[0] for a in arrs.values())
+    vmax = vmax if vmax is not None else max(float(a.max()) for a in arrs.values())
+    fig = _figure((0.9 * ncols + 1.2, 0.95 * len(arrs)))
+    axes = np.atleast_2d(fig.subplots(len(arrs), ncols))
+    for r, (label, a) in enumerate(arrs.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < a.shape[0]:
+                ax.imshow(a[c].reshape(shape), cmap="gray_r", vmin=0, vmax=vmax)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def plot_spectrum(omega: Any, unit: str = "", ax: Any = None, label: str | None = None) -> Any:
+    """Sorted frequencies on a log scale against their rank (1 = slowest)."""
+    w = np.sort(_np(omega))
+    fig = None
+    if ax is None:
+        fig = _figure((4.6, 3.4))
+        ax = fig.subplots()
+    ax.semilogy(np.arange(1, len(w) + 1), w, "o-", ms=3, label=label)
+    ax.set(xlabel="mode (sorted)", ylabel=f"ω {unit}".strip(), title="learned frequency spectrum")
+    return fig if fig is not None else ax.figure

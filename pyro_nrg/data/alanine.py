@@ -1,0 +1,392 @@
+r"""Alanine dipeptide (Ace-Ala-NMe) trajectories from OpenMM Langevin dynamics, cached on disk.
+
+The data of the neural canonical transformation paper's molecular example (Li, Dong, Zhang & Wang, PRX 10,
+021020 (2020), Sec. V C), made here from scratch: the molecule and its Amber force field come from openmmtools'
+``AlanineDipeptideVacuum`` (or ``...Implicit``), dynamics from OpenMM's ``LangevinMiddleIntegrator``.
+
+Pipeline of :func:`generate_alanine` (settings in :class:`AlanineSettings`):
+
+1. energy minimisation, velocities from Maxwell–Boltzmann at :math:`T`, ``equilibration_ps`` of dynamics;
+2. ``duration_ns`` of Langevin dynamics (time step ``timestep_fs``, friction ``friction_per_ps``, bonds to
+   hydrogen constrained), one frame every ``save_every_ps``; a tqdm progress bar (off when not a terminal);
+3. the 10 heavy atoms (30 coordinates) are kept and rigid-body motion is removed by Kabsch alignment onto the
+   minimised structure (:func:`~pyro_nrg.data.geometry.kabsch_align`);
+4. the backbone dihedrals :math:`\phi` = C(Ace)–N–CA–C and :math:`\psi` = N–CA–C–N(NMe) (radians).
+
+:func:`load_alanine` caches the result as ``.npz`` with the settings and a checksum
+(:mod:`pyro_nrg.data.cache`) and reuses it when the settings match. :func:`alanine_fixture` loads a tiny trajectory
+shipped with the package (made by :func:`make_fixture`), for tests and smoke runs without OpenMM.
+
+**Choice of system (measured on this project's 2-core CPU, one thread, 2-fs steps).** Vacuum on OpenMM's
+``Reference`` platform ran 10.7 ns/min; the ``CPU`` platform 1.3 ns/min (per-step thread overhead dominates a
+22-atom system); OBC implicit solvent 0.5 ns/min (``CPU``) and 0.08 ns/min (``Reference``). So the default is
+vacuum at 300 K, 30 ns (≈3-4 min): it switches between the C7eq (:math:`\phi \approx -80°`, :math:`\psi \approx
+70°`) and C5/β (:math:`\phi \approx -150°`, :math:`\psi \approx 160°`) basins many times and visits
+:math:`\alpha_R` (:math:`\psi \approx -50°`) briefly; the :math:`\phi > 0` basins (C7ax, :math:`\alpha_L`) hold
+only ≈1 % of the frames. A higher temperature was not used, so that positions and the Maxwell–Boltzmann momenta
+of the density estimate share the same 300 K ensemble.
+
+OpenMM and openmmtools are optional (``pip install "pyro-nrg[md]"``) and imported only inside
+:func:`generate_alanine`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataSettingsError, EventShapeError, MissingDependencyError
+from .cache import load_arrays, load_or_generate, save_arrays, settings_key
+from .geometry import RigidBodyProjection, dihedral, kabsch_align
+
+__all__ = [
+    "AlanineSettings",
+    "AlanineTrajectory",
+    "generate_alanine",
+    "load_alanine",
+    "alanine_fixture",
+    "make_fixture",
+    "md_speed",
+    "default_cache_dir",
+    "FIXTURE_SETTINGS",
+    "PHI_ATOMS",
+    "PSI_ATOMS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: (residue, atom name) of the four atoms of each backbone dihedral.
+PHI_ATOMS = (("ACE", "C"), ("ALA", "N"), ("ALA", "CA"), ("ALA", "C"))
+PSI_ATOMS = (("ALA", "N"), ("ALA", "CA"), ("ALA", "C"), ("NME", "N"))
+
+_FIXTURE_FILE = "alanine_tiny.npz"
+
+
+@dataclass(frozen=True)
+class AlanineSettings:
+    """Everything that determines a trajectory (the cache key).
+
+    Attributes:
+        temperature: kelvin (thermostat and initial velocities).
+        duration_ns: production length.
+        timestep_fs: integrator step.
+        friction_per_ps: Langevin collision rate.
+        save_every_ps: interval between stored frames.
+        equilibration_ps: dynamics discarded before production.
+        solvent: ``"vacuum"`` or ``"implicit"`` (OBC GBSA, openmmtools' ``AlanineDipeptideImplicit``).
+        platform: OpenMM platform name (``"Reference"`` is fastest for this system on a CPU, see module doc).
+        seed: seeds the velocities and the integrator's noise (``Reference`` runs are then reproducible).
+    """
+
+    temperature: float = 300.0
+    duration_ns: float = 30.0
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    save_every_ps: float = 1.0
+    equilibration_ps: float = 100.0
+    solvent: str = "vacuum"
+    platform: str = "Reference"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.solvent not in ("vacuum", "implicit"):
+            raise DataSettingsError(f"solvent must be 'vacuum' or 'implicit', got {self.solvent!r}")
+        for name in ("temperature", "duration_ns", "timestep_fs", "save_every_ps"):
+            if not getattr(self, name) > 0:
+                raise DataSettingsError(f"AlanineSettings.{name} must be positive, got {getattr(self, name)!r}")
+        if self.steps_per_frame < 1:
+            raise DataSettingsError(
+                f"save_every_ps={self.save_every_ps} is shorter than one time step ({self.timestep_fs} fs): "
+                f"use save_every_ps >= {self.timestep_fs / 1000}"
+            )
+
+    @property
+    def steps_per_frame(self) -> int:
+        return int(round(self.save_every_ps * 1000 / self.timestep_fs))
+
+    @property
+    def n_frames(self) -> int:
+        return max(1, int(round(self.duration_ns * 1000 / self.save_every_ps)))
+
+
+#: Settings of the tiny fixture shipped with the package (300 frames, 30 ps).
+FIXTURE_SETTINGS = AlanineSettings(duration_ns=0.03, save_every_ps=0.1, equilibration_ps=5.0, seed=7)
+
+
+@dataclass
+class AlanineTrajectory:
+    r"""A heavy-atom trajectory of alanine dipeptide.
+
+    Attributes:
+        positions: ``(N, 10, 3)`` aligned, centred heavy-atom coordinates (Å).
+        phi, psi: ``(N,)`` backbone dihedrals (radians, :math:`(-\pi, \pi]`).
+        time_ps: ``(N,)`` time of each frame.
+        masses: ``(10,)`` atomic masses (amu).
+        atom_names: ``(10,)`` ``"RES:NAME"`` labels.
+        bonds: ``(B, 2)`` heavy-atom bonds (indices into the 10 atoms).
+        reference: ``(10, 3)`` the alignment reference (minimised structure, centred).
+        settings: the :class:`AlanineSettings`.
+        md_ns_per_minute: measured production speed (ns of dynamics per wall-clock minute).
+        wall_time_s: production wall time.
+        generated: ``True`` if made by this call, ``False`` if read from the cache.
+    """
+
+    positions: np.ndarray
+    phi: np.ndarray
+    psi: np.ndarray
+    time_ps: np.ndarray
+    masses: np.ndarray
+    atom_names: np.ndarray
+    bonds: np.ndarray
+    reference: np.ndarray
+    settings: AlanineSettings
+    md_ns_per_minute: float = float("nan")
+    wall_time_s: float = float("nan")
+    generated: bool = False
+    path: Path | None = field(default=None, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def dihedral_atoms(self) -> dict[str, tuple[int, int, int, int]]:
+        """Indices (into the 10 heavy atoms) of the atoms of φ and ψ."""
+        return {"phi": _indices(self.atom_names, PHI_ATOMS), "psi": _indices(self.atom_names, PSI_ATOMS)}
+
+    def projection(self, time_unit_ps: float = 1 / 30) -> RigidBodyProjection:
+        """The :class:`~pyro_nrg.data.geometry.RigidBodyProjection` (24 internal coordinates, mean-centred).
+
+        The default time unit, 1/30 ps, puts the balanced mode widths of
+        :func:`~pyro_nrg.canonical.pca_canonical_flow` between about 0.3 and 3 (frequencies in rad per unit).
+        """
+        proj = RigidBodyProjection(self.reference, self.masses, self.settings.temperature, time_unit_ps=time_unit_ps)
+        return proj.fit(self.positions)
+
+    def dihedrals(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """φ, ψ (radians) of any heavy-atom frames ``(*batch, 10, 3)``."""
+        return _dihedrals(positions, self.atom_names)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "positions": self.positions,
+            "phi": self.phi,
+            "psi": self.psi,
+            "time_ps": self.time_ps,
+            "masses": self.masses,
+            "atom_names": self.atom_names,
+            "bonds": self.bonds,
+            "reference": self.reference,
+            "md_ns_per_minute": np.array(self.md_ns_per_minute),
+            "wall_time_s": np.array(self.wall_time_s),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], settings: AlanineSettings, generated: bool = False,
+                    path: Path | None = None) -> AlanineTrajectory:
+        return cls(
+            positions=arrays["positions"],
+            phi=arrays["phi"],
+            psi=arrays["psi"],
+            time_ps=arrays["time_ps"],
+            masses=arrays["masses"],
+            atom_names=arrays["atom_names"],
+            bonds=arrays["bonds"],
+            reference=arrays["reference"],
+            settings=settings,
+            md_ns_per_minute=float(arrays["md_ns_per_minute"]),
+            wall_time_s=float(arrays["wall_time_s"]),
+            generated=generated,
+            path=path,
+        )
+
+
+def _indices(atom_names: np.ndarray, which: tuple[tuple[str, str], ...]) -> tuple[int, int, int, int]:
+    names = [str(a) for a in atom_names]
+    try:
+        return tuple(names.index(f"{res}:{name}") for res, name in which)  # type: ignore[return-value]
+    except ValueError as e:
+        raise EventShapeError(f"atom {e} not among the heavy atoms {names}: is this alanine dipeptide?") from None
+
+
+def _dihedrals(positions: np.ndarray, atom_names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(positions, dtype=np.float64)
+    out = []
+    for which in (PHI_ATOMS, PSI_ATOMS):
+        i = _indices(atom_names, which)
+        out.append(dihedral(x[..., i[0], :], x[..., i[1], :], x[..., i[2], :], x[..., i[3], :]))
+    return out[0], out[1]
+
+
+def default_cache_dir() -> Path:
+    """``$PYRO_NRG_CACHE`` if set, else ``~/.cache/pyro_nrg``."""
+    return Path(os.environ.get("PYRO_NRG_CACHE", Path.home() / ".cache" / "pyro_nrg"))
+
+
+def _import_openmm() -> tuple[Any, Any, Any, Any]:
+    try:
+        # openmmtools imports pymbar, which prints a banner about JAX on import; keep it out of our output
+        noisy = logging.getLogger("pymbar")
+        level = noisy.level
+        noisy.setLevel(logging.ERROR)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import openmm
+                import openmm.app as app
+                import openmm.unit as unit
+                from openmmtools import testsystems
+        finally:
+            noisy.setLevel(level)
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"generating alanine dipeptide trajectories needs OpenMM and openmmtools ({e}): "
+            'pip install "pyro-nrg[md]" (or use alanine_fixture() for the tiny bundled trajectory)'
+        ) from e
+    return openmm, app, unit, testsystems
+
+
+def _make_simulation(settings: AlanineSettings) -> tuple[Any, Any, Any, Any]:
+    openmm, app, unit, testsystems = _import_openmm()
+    cls = testsystems.AlanineDipeptideVacuum if settings.solvent == "vacuum" else testsystems.AlanineDipeptideImplicit
+    with contextlib.redirect_stdout(io.StringIO()):
+        ts = cls(constraints=app.HBonds)
+    integ = openmm.LangevinMiddleIntegrator(
+        settings.temperature * unit.kelvin, settings.friction_per_ps / unit.picosecond,
+        settings.timestep_fs * unit.femtosecond,
+    )
+    integ.setRandomNumberSeed(settings.seed + 1)  # 0 would mean "pick a random seed"
+    platform = openmm.Platform.getPlatformByName(settings.platform)
+    props = {"Threads": "1"} if settings.platform == "CPU" else {}
+    ctx = openmm.Context(ts.system, integ, platform, props)
+    ctx.setPositions(ts.positions)
+    return ctx, integ, ts, unit
+
+
+def md_speed(settings: AlanineSettings | None = None, ps: float = 10.0) -> float:
+    """Measured speed of the dynamics of ``settings`` (platform, solvent, time step) in ns per wall-clock minute.
+
+    Runs ``ps`` picoseconds after 200 warm-up steps (positions are not read back).
+    """
+    s = settings or AlanineSettings()
+    ctx, integ, _, _ = _make_simulation(s)
+    integ.step(200)
+    n = max(1, int(round(ps * 1000 / s.timestep_fs)))
+    t0 = time.perf_counter()
+    integ.step(n)
+    dt = time.perf_counter() - t0
+    del ctx
+    return n * s.timestep_fs * 1e-6 / (dt / 60)
+
+
+def generate_alanine(settings: AlanineSettings | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Run the MD of ``settings`` and return the arrays of an :class:`AlanineTrajectory` (no caching).
+
+    Args:
+        settings: :class:`AlanineSettings` (default: 30 ns vacuum at 300 K).
+        progress: tqdm progress bar (``None``: only when attached to a terminal).
+
+    Raises:
+        MissingDependencyError: OpenMM/openmmtools are not installed.
+    """
+    from tqdm.auto import tqdm
+
+    s = settings or AlanineSettings()
+    openmm, _, _, _ = _import_openmm()
+    ctx, integ, ts, unit = _make_simulation(s)
+    system, top = ts.system, ts.topology
+    heavy = [a.index for a in top.atoms() if a.element.symbol != "H"]
+    names = np.array([f"{a.residue.name}:{a.name}" for a in top.atoms() if a.element.symbol != "H"])
+    local = {g: i for i, g in enumerate(heavy)}
+    bonds = np.array(sorted((local[b[0].index], local[b[1].index]) for b in top.bonds()
+                            if b[0].index in local and b[1].index in local), dtype=np.int64)
+    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in heavy])
+
+    openmm.LocalEnergyMinimizer.minimize(ctx)
+    ang = unit.angstrom
+    reference = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(ang)[heavy]
+    reference = reference - reference.mean(0)
+    ctx.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1)
+    n_eq = int(round(s.equilibration_ps * 1000 / s.timestep_fs))
+    if n_eq:
+        integ.step(n_eq)
+
+    n_frames, per = s.n_frames, s.steps_per_frame
+    frames = np.empty((n_frames, len(heavy), 3))
+    t0 = time.perf_counter()
+    for i in tqdm(range(n_frames), desc=f"alanine MD ({s.duration_ns:g} ns)", unit="frame",
+                  disable=None if progress is None else not progress, mininterval=1.0):
+        integ.step(per)
+        frames[i] = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(ang)[heavy]
+    wall = time.perf_counter() - t0
+    del ctx
+
+    aligned = kabsch_align(frames, reference)
+    phi, psi = _dihedrals(aligned, names)
+    ns = n_frames * per * s.timestep_fs * 1e-6
+    logger.info("alanine MD: %.3f ns in %.1f s (%.2f ns/min)", ns, wall, ns / (wall / 60))
+    return {
+        "positions": aligned,
+        "phi": phi,
+        "psi": psi,
+        "time_ps": (np.arange(n_frames) + 1) * s.save_every_ps,
+        "masses": masses,
+        "atom_names": names,
+        "bonds": bonds,
+        "reference": reference,
+        "md_ns_per_minute": np.array(ns / (wall / 60) if wall > 0 else math.inf),
+        "wall_time_s": np.array(wall),
+    }
+
+
+def load_alanine(
+    settings: AlanineSettings | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    regenerate: bool = False,
+    progress: bool | None = None,
+) -> AlanineTrajectory:
+    """The trajectory of ``settings``, from the cache if it holds one with the same settings, else generated.
+
+    The file is ``cache_dir/alanine_<settings hash>.npz`` (default dir: :func:`default_cache_dir`).
+
+    Raises:
+        DataCacheError: the cache file is corrupt (pass ``regenerate=True`` to overwrite it).
+        MissingDependencyError: generation is needed but OpenMM is not installed.
+    """
+    s = settings or AlanineSettings()
+    d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = asdict(s)
+    path = d / f"alanine_{settings_key(key)}.npz"
+    arrays, generated = load_or_generate(path, key, lambda: generate_alanine(s, progress), regenerate=regenerate)
+    return AlanineTrajectory.from_arrays(arrays, s, generated=generated, path=path)
+
+
+def _fixture_path() -> Path:
+    return Path(str(resources.files("pyro_nrg.data").joinpath(_FIXTURE_FILE)))
+
+
+def make_fixture(path: str | os.PathLike | None = None, progress: bool | None = False) -> Path:
+    """(Re)generate the tiny bundled trajectory (:data:`FIXTURE_SETTINGS`, 300 frames; needs OpenMM)."""
+    path = Path(path) if path is not None else _fixture_path()
+    arrays = generate_alanine(FIXTURE_SETTINGS, progress)
+    arrays = {k: (v.astype(np.float32) if k == "positions" else v) for k, v in arrays.items()}
+    return save_arrays(path, arrays, asdict(FIXTURE_SETTINGS))
+
+
+def alanine_fixture() -> AlanineTrajectory:
+    """The tiny bundled trajectory (30 ps, 300 frames, float32 positions): tests and smoke runs, no OpenMM."""
+    path = _fixture_path()
+    arrays, settings = load_arrays(path)
+    arrays["positions"] = arrays["positions"].astype(np.float64)
+    return AlanineTrajectory.from_arrays(arrays, AlanineSettings(**settings), generated=False, path=path)
