@@ -9,6 +9,8 @@ report. Other studies are subcommands::
     pyro-nrg phi4 --kappa 0.2 --lam 0.02    # lattice phi^4 (exact F at --lam 0)
     pyro-nrg chain --n 16                   # harmonic chain: spectrum and normal modes
     pyro-nrg ring                           # 2D ring: free energy, radius/angle latents
+    pyro-nrg alanine                        # alanine dipeptide slow modes (OpenMM MD, cached)
+    pyro-nrg digits                         # 8x8 digits: bits/dim, compression vs PCA
 
 Exit codes: 0 success, 2 bad option or impossible configuration, 3 training diverged, 4 checkpoint problem
 (e.g. an existing run folder without --resume), 130 interrupted (the last checkpoint survives: rerun with
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from .errors import CheckpointError, ConfigMismatchError, PyroNRGError, TrainingDivergedError
 from .studies.canonical import add_canonical_options, run_canonical_study
+from .studies.demos import add_demo_options, run_demo_study
 from .studies.lattice import add_lattice_options, run_lattice_study
 
 __all__ = ["main", "build_parser"]
@@ -84,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=EPILOG, allow_abbrev=False)
         add_canonical_options(c, name)
         _common(c, default_dtype="float64" if name == "chain" else "float32")
+    for name, desc in (("alanine", "alanine dipeptide from OpenMM MD: slow modes vs the backbone dihedrals "
+                                   "(needs the md extra)"),
+                       ("digits", "8x8 digits: test bits/dim and compression onto the slowest modes vs PCA")):
+        c = sub.add_parser(name, help=desc, description=f"Neural canonical transformation by density estimation: "
+                           f"{desc}.", epilog=EPILOG, allow_abbrev=False)
+        add_demo_options(c, name)
+        _common(c)
     return p
 
 
@@ -95,7 +105,8 @@ def _fail(msg: str, code: int) -> int:
 def _default_out(args: argparse.Namespace) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = {"ising": lambda: f"L{args.L}", "phi4": lambda: f"L{args.L}", "chain": lambda: f"n{args.n}",
-           "ring": lambda: "T" + format(args.T, "g")}[args.study]()
+           "ring": lambda: "T" + format(args.T, "g"), "digits": lambda: f"b{args.blocks}",
+           "alanine": lambda: "fixture" if args.fixture else f"{args.duration_ns:g}ns"}[args.study]()
     return Path("runs") / f"{args.study}-{tag}-{stamp}"
 
 
@@ -107,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # font-fallback chatter is noise
     if args.out is None:
         args.out = _default_out(args)
-    run = run_canonical_study if args.study in ("chain", "ring") else run_lattice_study
+    run = {"chain": run_canonical_study, "ring": run_canonical_study, "alanine": run_demo_study,
+           "digits": run_demo_study}.get(args.study, run_lattice_study)
     try:
         outcome = run(args)
     except TrainingDivergedError as exc:

@@ -60,8 +60,22 @@ def test_cli_phi4_chain_and_ring_studies(tmp_path: Path, capsys) -> None:
     assert main(["ring", "--resume", "--out", str(tmp_path / "ring"), "--quiet"]) == 4  # not resumable: clear error
 
 
+def test_cli_alanine_fixture_and_digits_studies(tmp_path: Path) -> None:
+    tiny = ["--epochs", "2", "--blocks", "1", "--hidden", "8", "--quiet"]
+    assert main(["alanine", "--fixture", *tiny, "--out", str(tmp_path / "al")]) == 0
+    s = json.loads((tmp_path / "al" / "summary.json").read_text())
+    assert len(s["mi_psi"]) == 4 and s["frames"] == 300 and len(s["omega_cm1"]) == 24
+    for name in ("ramachandran.png", "spectrum.png", "modes.png", "report.md", "model.pt", "metrics.jsonl"):
+        assert (tmp_path / "al" / name).exists(), name
+    assert main(["digits", *tiny, "--out", str(tmp_path / "dg")]) == 0
+    s = json.loads((tmp_path / "dg" / "summary.json").read_text())
+    assert set(s["recon_mse"]) == {"1", "2", "4", "8", "16", "32"} and s["test_bits_per_dim"] > 0
+    assert (tmp_path / "dg" / "compression.png").exists()
+
+
 def test_cli_help_explains_every_study(capsys) -> None:
-    for argv in (["--help"], ["ising", "--help"], ["phi4", "--help"], ["chain", "--help"], ["ring", "--help"]):
+    for argv in (["--help"], ["ising", "--help"], ["phi4", "--help"], ["chain", "--help"], ["ring", "--help"],
+                 ["alanine", "--help"], ["digits", "--help"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0
