@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .errors import CheckpointError, ConfigMismatchError, PyroNRGError, TrainingDivergedError
 from .studies.canonical import add_canonical_options, run_canonical_study
 from .studies.demos import add_demo_options, run_demo_study
@@ -49,6 +51,9 @@ def _common(p: argparse.ArgumentParser, default_dtype: str = "float32") -> None:
     g.add_argument("--dtype", choices=("float32", "float64"), default=default_dtype,
                    help=f"floating-point type of the flow and energy (default {default_dtype})")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for these small networks, and robust on shared "
+                   "machines)")
     g.add_argument("--out", type=Path, default=None,
                    help="run folder (default runs/<study>-<settings>-<date-time>)")
     g.add_argument("--resume", action="store_true",
@@ -114,10 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyro-nrg``; returns the exit code."""
     args = build_parser().parse_args(argv)
     args.study = args.study or "ising"
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    # our own progress messages only: the root logger stays at WARNING (third-party INFO chatter is noise)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("pyro_nrg").setLevel(logging.WARNING if args.quiet else logging.INFO)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # font-fallback chatter is noise
     if args.out is None:
         args.out = _default_out(args)
+    if args.threads < 1:
+        return _fail(f"--threads must be >= 1, got {args.threads}", 2)
+    torch.set_num_threads(args.threads)
     run = {"chain": run_canonical_study, "ring": run_canonical_study, "alanine": run_demo_study,
            "digits": run_demo_study}.get(args.study, run_lattice_study)
     try:

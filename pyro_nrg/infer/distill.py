@@ -420,7 +420,7 @@ class Distiller:
         tmp = path.parent / ".config.json.tmp"
         tmp.write_text(json.dumps(self.run_config(), indent=2))
         os.replace(tmp, path.parent / "config.json")
-        logger.info("checkpoint at step %d written to %s", self.step, path)
+        logger.debug("checkpoint at step %d written to %s", self.step, path)
         return path
 
     def load_checkpoint(self, path: str | os.PathLike[str] | None = None) -> None:

@@ -61,11 +61,11 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
                    help="flow samples for the final free-energy estimate (default 16384)")
     s.add_argument("--mh-walkers", "--walkers", dest="mh_walkers", type=int, default=64,
                    help="flow-MH walkers (default 64)")
-    s.add_argument("--mh-steps", type=int, default=2000, help="flow-MH steps per walker after warm-up (default 2000)")
+    s.add_argument("--mh-steps", type=int, default=1000, help="flow-MH steps per walker after warm-up (default 1000)")
     s.add_argument("--hmc-walkers", type=int, default=32, help="latent HMC walkers (default 32)")
-    s.add_argument("--hmc-samples", type=int, default=200, help="latent HMC draws per walker (default 200)")
+    s.add_argument("--hmc-samples", type=int, default=150, help="latent HMC draws per walker (default 150)")
     s.add_argument("--nuts-chains", type=int, default=2, help="physical NUTS chains (default 2; 0 skips it)")
-    s.add_argument("--nuts-samples", type=int, default=300, help="physical NUTS draws per chain (default 300)")
+    s.add_argument("--nuts-samples", type=int, default=200, help="physical NUTS draws per chain (default 200)")
     s.add_argument("--save-configurations", action="store_true",
                    help="store the sampled configurations in the netCDF files (large)")
     if model == "ising":
