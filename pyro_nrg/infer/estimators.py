@@ -29,6 +29,7 @@ __all__ = [
     "snis_mean",
     "estimate_free_energy",
     "sample_log_weights",
+    "log_weights",
     "importance_observables",
     "CoverageReport",
     "coverage_check",
@@ -163,6 +164,12 @@ def estimate_free_energy(
     return est
 
 
+def log_weights(energy: Any, q: Any, x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\ln w(x) = -\beta E(x) - \ln q(x)` in float64, shape ``batch`` (the one definition every estimator,
+    flow-MH and the coverage check use)."""
+    return -energy.action(x).to(torch.float64) - q.log_prob(x).to(torch.float64)
+
+
 @torch.no_grad()
 def sample_log_weights(
     energy: Any, q: Any, n: int, batch_size: int = 4096
@@ -177,7 +184,7 @@ def sample_log_weights(
     while left > 0:
         b = min(batch_size, left)
         x = q.rsample((b,)) if q.has_rsample else q.sample((b,))
-        lw = -energy.action(x).to(torch.float64) - q.log_prob(x).to(torch.float64)
+        lw = log_weights(energy, q, x)
         xs.append(x)
         lws.append(lw)
         left -= b
@@ -253,9 +260,7 @@ def coverage_check(
     """
     es = len(getattr(q, "event_shape", ()))
     xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
-    lw_t = torch.cat([
-        (-energy.action(b).to(torch.float64) - q.log_prob(b).to(torch.float64)) for b in xt.split(batch_size)
-    ])
+    lw_t = torch.cat([log_weights(energy, q, b) for b in xt.split(batch_size)])
     _, lw_q = sample_log_weights(energy, q, n_proposal, batch_size)
     lw_t, lw_q = lw_t[torch.isfinite(lw_t)], lw_q[torch.isfinite(lw_q)]
     top = float(lw_q.max())

@@ -25,12 +25,9 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from tqdm.auto import tqdm
 
 from ..errors import NonFiniteError
+from .estimators import log_weights
 
 __all__ = ["FlowIndependenceMH", "FlowMHResult", "flow_mh"]
-
-
-def _log_weight(energy: Any, q: Any, x: torch.Tensor) -> torch.Tensor:
-    return (-energy.action(x) - q.log_prob(x)).to(torch.float64)
 
 
 class FlowIndependenceMH(MCMCKernel):
@@ -69,7 +66,7 @@ class FlowIndependenceMH(MCMCKernel):
         if self._initial_params is None:
             self._initial_params = {self.site: self.proposal.sample(self._shape())}
         x = self._initial_params[self.site]
-        lw = _log_weight(self.energy, self.proposal, x)
+        lw = log_weights(self.energy, self.proposal, x)
         if not torch.isfinite(lw).all():
             raise NonFiniteError("the initial configuration has a non-finite energy or proposal density")
         self._x, self._lw = x, lw
@@ -87,9 +84,9 @@ class FlowIndependenceMH(MCMCKernel):
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = params[self.site]
         if self._x is None or x is not self._x:
-            self._x, self._lw = x, _log_weight(self.energy, self.proposal, x)
+            self._x, self._lw = x, log_weights(self.energy, self.proposal, x)
         xp = self.proposal.sample(self._shape())
-        lwp = _log_weight(self.energy, self.proposal, xp)
+        lwp = log_weights(self.energy, self.proposal, xp)
         log_u = torch.log(torch.rand(lwp.shape, dtype=torch.float64, device=lwp.device))
         accept = (log_u < lwp - self._lw) & torch.isfinite(lwp)
         mask = accept.reshape(*accept.shape, *([1] * (x.dim() - accept.dim())))
@@ -158,14 +155,14 @@ def flow_mh(
     """
     event_dim = len(proposal.event_shape)
     x = proposal.sample((n_walkers,))
-    lw = _log_weight(energy, proposal, x)
+    lw = log_weights(energy, proposal, x)
     xs, accs, lws = [], [], []
     n_acc = 0.0
     bar = tqdm(total=warmup + n_steps, disable=not progress, desc="flow-MH", leave=False)
     for t in range(warmup + n_steps):
         bar.update(1)
         xp = proposal.sample((n_walkers,))
-        lwp = _log_weight(energy, proposal, xp)
+        lwp = log_weights(energy, proposal, xp)
         log_u = torch.log(torch.rand(n_walkers, dtype=torch.float64, device=lwp.device))
         accept = (log_u < lwp - lw) & torch.isfinite(lwp)
         x = torch.where(accept.reshape(-1, *([1] * event_dim)), xp, x)
