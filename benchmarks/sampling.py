@@ -6,7 +6,10 @@ symmetrization), then the same relaxed-Ising target is sampled by
 * physical NUTS  — Pyro NUTS on x (flat site + factor), chains started from flow draws (equilibrium starts);
 * latent NUTS    — Pyro NUTS on the NeuTra shared latent z, x = g(z);
 * latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
-  0.2 and is tuned by dual averaging during warm-up), one ArviZ chain per walker;
+  0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85: with the number of steps fixed, a
+  larger step also lengthens the trajectory towards the half period pi of a unit Gaussian, where z -> -z and m^2
+  barely moves; at L=8 step 0.25 with acceptance 0.84 gave twice the ESS(m^2) per gradient of step 0.35 with
+  0.75), one ArviZ chain per walker;
 * flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes).
 
 Reported per method: ESS (ArviZ bulk) of m^2 (improved estimator) and of the Ising energy per site, per second of
@@ -18,7 +21,8 @@ per-gradient figures (reported separately). Coverage: the log-weights of the wal
 flow draws (pyro_nrg.infer.coverage_check): a flow trained by reverse KL can miss part of p (here the disordered,
 m ~ 0 configurations), which flow-MH and importance sampling cannot correct in a practical run.
 
-    python benchmarks/sampling.py            # full run (about 30 minutes on one CPU core, 1 torch thread)
+    python benchmarks/sampling.py            # full run (about 60 minutes on one CPU core, 1 torch thread)
+    python benchmarks/sampling.py --flow-dir runs/sampling-flows   # keep/reuse the trained flows
     python benchmarks/sampling.py --quick    # a few minutes, CI-sized
 """
 
@@ -45,19 +49,28 @@ from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh")
 
 
-def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0) -> tuple[Distiller, dict]:
+def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
+          flow_dir: Path | None = None) -> tuple[Distiller, dict]:
     """Distil a NeuralRG flow for a fixed number of steps (cosine schedule; a step count, not a wall-time budget,
-    so the flow does not depend on how loaded the machine is)."""
+    so the flow does not depend on how loaded the machine is).
+
+    With ``flow_dir`` the run checkpoints to ``flow_dir/L<L>`` and resumes from a checkpoint found there (a
+    different lattice or flow is refused by the checkpoint's config check), so the sampling part can be rerun
+    without retraining. ``train_seconds`` is the sum of the recorded step times, whichever run made them.
+    """
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, ISING_TC)
     cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient="path")
-    d = Distiller(energy, neural_rg(L=L), cfg)
-    t0 = time.perf_counter()
+    folder = flow_dir / f"L{L}" if flow_dir is not None else None
+    d = Distiller(energy, neural_rg(L=L), cfg, checkpoint_dir=folder)
+    resumed = folder is not None and (folder / "checkpoint.pt").exists()
+    if resumed:
+        d.load_checkpoint()
     d.run(progress=False)
-    wall = time.perf_counter() - t0
+    wall = float(sum(d.history["seconds"]))
     est = d.estimate(4096)
     return d, {"L": L, "steps": d.step, "train_seconds": wall, "fq_rel_err": est.fq_rel_err,
-               "ess_fraction": est.ess_fraction, "khat": est.khat}
+               "ess_fraction": est.ess_fraction, "khat": est.khat, "resumed_from_checkpoint": resumed}
 
 
 def figures(name: str, idata, seconds: float, grads: int, extra: dict) -> dict:
@@ -82,9 +95,9 @@ def hmc_extra(res) -> dict:
             "divergences": int(res.diverging.sum())}
 
 
-def run_lattice(L: int, s: dict, seed: int = 0) -> dict:
+def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None) -> dict:
     energy = IsingRelaxed(L, ISING_TC)
-    d, tinfo = train(L, s["train_steps"][L], seed=seed)
+    d, tinfo = train(L, s["train_steps"][L], seed=seed, flow_dir=flow_dir)
     guide = d.guide
     q = guide.distribution()
     rows = []
@@ -104,7 +117,8 @@ def run_lattice(L: int, s: dict, seed: int = 0) -> dict:
 
     pyro.set_rng_seed(seed + 3)
     res = latent_hmc_walkers(energy, guide, s["walkers"], s["walker_samples"], s["walker_warmup"], step_size=0.2,
-                             num_steps=10, adapt_step_size=True, keep_samples=True)
+                             num_steps=10, adapt_step_size=True, target_accept_prob=s["walker_target_accept"],
+                             keep_samples=True)
     # does the flow cover p? log-weights of the walkers' draws (which do not rely on q's coverage) vs flow draws
     coverage = coverage_check(energy, q, res.samples, n_proposal=8192).to_dict()
     res.samples = None
@@ -145,21 +159,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: shared machines)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--flow-dir", type=Path, default=None,
+                    help="keep the trained flows' checkpoints here and resume from them (rerun sampling only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
         s = dict(train_steps={8: 300, 16: 150}, latent_chains=2, phys_chains=2, phys_samples=100, phys_warmup=60,
-                 nuts_samples=100, nuts_warmup=60, walkers=32, walker_samples=40, walker_warmup=20, mh_walkers=64,
-                 mh_steps=60, mh_warmup=20, wolff_updates=3000)
+                 nuts_samples=100, nuts_warmup=60, walkers=32, walker_samples=40, walker_warmup=20,
+                 walker_target_accept=0.85, mh_walkers=64, mh_steps=60, mh_warmup=20, wolff_updates=3000)
     else:
-        s = dict(train_steps={8: 1500, 16: 2000}, latent_chains=3, phys_chains=4, phys_samples=500, phys_warmup=100,
-                 nuts_samples=400, nuts_warmup=100, walkers=64, walker_samples=300, walker_warmup=60, mh_walkers=64,
-                 mh_steps=1500, mh_warmup=200, wolff_updates=20000)
+        s = dict(train_steps={8: 1500, 16: 3000}, latent_chains=3, phys_chains=4, phys_samples=1500, phys_warmup=200,
+                 nuts_samples=400, nuts_warmup=100, walkers=64, walker_samples=600, walker_warmup=150,
+                 walker_target_accept=0.85, mh_walkers=64, mh_steps=1500, mh_warmup=200, wolff_updates=20000)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     results = {}
     for L in (8, 16):
         print(f"L={L}: training for {s['train_steps'][L]} steps", flush=True)
-        results[L] = run_lattice(L, s, args.seed)
+        results[L] = run_lattice(L, s, args.seed, args.flow_dir)
 
     header = ("L", "method", "chains x draws", "acc", "grads/draw", "tau(m2)", "ESS(m2)", "ESS(m2)/s", "ESS(m2)/grad",
               "ESS(e)/grad", "<m2>", "z vs Wolff", "<e>", "z vs exact")
@@ -232,7 +248,8 @@ def main() -> None:
         k: (v if not isinstance(v, dict) else {str(kk): vv for kk, vv in v.items()}) for k, v in s.items()},
         "nuts": "Pyro NUTS, chains run one after another (physical: phys_chains, latent: latent_chains), diag mass "
                 "adaptation, target accept 0.8; physical chains start from flow draws",
-        "walkers": "10 leapfrog steps, step 0.2 at start, dual averaging (target 0.65) during warm-up",
+        "walkers": f"10 leapfrog steps, step 0.2 at start, dual averaging (target {s['walker_target_accept']}) during "
+                   "warm-up",
         "ess": "ArviZ bulk ESS; errors = az.mcse(mean); warm-up excluded from per-second / per-gradient figures"}
     figs = {str(L): {k: v for k, v in res.items()} for L, res in results.items()}
     path = write_result("sampling_quick" if args.quick else "sampling", settings, figs, headline)

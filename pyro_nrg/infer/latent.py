@@ -713,7 +713,7 @@ def hmc_walkers(
     step_size: float = 0.2,
     num_steps: int = 10,
     adapt_step_size: bool = False,
-    target_accept_prob: float = 0.65,
+    target_accept_prob: float = 0.85,
     thin: int = 1,
     observe: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
     keep_samples: bool = True,
@@ -740,7 +740,12 @@ def hmc_walkers(
         step_size: leapfrog step size :math:`\epsilon` (the initial one when adapted).
         num_steps: leapfrog steps per iteration.
         adapt_step_size: tune one shared step size during warm-up by dual averaging.
-        target_accept_prob: walker-mean acceptance probability that the adaptation aims at.
+        target_accept_prob: walker-mean acceptance probability that the adaptation aims at. The default 0.85 is
+            higher than the textbook 0.65 because ``num_steps`` is fixed: a larger step also makes the trajectory
+            longer, towards the half period :math:`\pi` of a unit Gaussian where a near-Gaussian latent maps
+            :math:`z \to -z` and even observables such as :math:`m^2` barely move (measured on the 8×8 Ising at
+            :math:`T_c`: step 0.25, acceptance 0.84 gave twice the ESS(:math:`m^2`) per gradient of step 0.35,
+            acceptance 0.75).
         thin: iterations between recorded draws.
         observe: ``aux`` ``(W, ...)`` → dict of ``(W,)`` tensors recorded at every kept draw.
         keep_samples: keep ``aux`` per draw.
@@ -869,7 +874,7 @@ def latent_hmc_walkers(
     step_size: float = 0.2,
     num_steps: int = 10,
     adapt_step_size: bool = False,
-    target_accept_prob: float = 0.65,
+    target_accept_prob: float = 0.85,
     thin: int = 1,
     init: Any = None,
     keep_samples: bool = True,
@@ -923,7 +928,7 @@ def physical_hmc_walkers(
     step_size: float = 0.2,
     num_steps: int = 10,
     adapt_step_size: bool = False,
-    target_accept_prob: float = 0.65,
+    target_accept_prob: float = 0.85,
     thin: int = 1,
     init: Any = None,
     keep_samples: bool = True,
