@@ -6,10 +6,8 @@ symmetrization), then the same relaxed-Ising target is sampled by
 * physical NUTS  — Pyro NUTS on x (flat site + factor), chains started from flow draws (equilibrium starts);
 * latent NUTS    — Pyro NUTS on the NeuTra shared latent z, x = g(z);
 * latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
-  0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85: with the number of steps fixed, a
-  larger step also lengthens the trajectory towards the half period pi of a unit Gaussian, where z -> -z and m^2
-  barely moves; at L=8 step 0.25 with acceptance 0.84 gave twice the ESS(m^2) per gradient of step 0.35 with
-  0.75), one ArviZ chain per walker;
+  0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85, where benchmarks/walker_tuning.py
+  finds the best ESS(m^2) per gradient: 4.8x that of acceptance 0.65 at L=8), one ArviZ chain per walker;
 * flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes).
 
 Reported per method: ESS (ArviZ bulk) of m^2 (improved estimator) and of the Ising energy per site, per second of

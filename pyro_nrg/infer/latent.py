@@ -741,11 +741,10 @@ def hmc_walkers(
         num_steps: leapfrog steps per iteration.
         adapt_step_size: tune one shared step size during warm-up by dual averaging.
         target_accept_prob: walker-mean acceptance probability that the adaptation aims at. The default 0.85 is
-            higher than the textbook 0.65 because ``num_steps`` is fixed: a larger step also makes the trajectory
-            longer, towards the half period :math:`\pi` of a unit Gaussian where a near-Gaussian latent maps
-            :math:`z \to -z` and even observables such as :math:`m^2` barely move (measured on the 8×8 Ising at
-            :math:`T_c`: step 0.25, acceptance 0.84 gave twice the ESS(:math:`m^2`) per gradient of step 0.35,
-            acceptance 0.75).
+            higher than the textbook 0.65 because the efficiency of latent walkers falls steeply below about 0.8
+            (``benchmarks/walker_tuning.py``, 8×8 Ising at :math:`T_c`, 10 leapfrog steps: ESS(:math:`m^2`) per
+            gradient 8.6e-3 at acceptance 0.85, 1.8e-3 at 0.65; 4 steps at acceptance 0.72 also only 3.2e-3, so it
+            is the rejections, not only the trajectory length).
         thin: iterations between recorded draws.
         observe: ``aux`` ``(W, ...)`` → dict of ``(W,)`` tensors recorded at every kept draw.
         keep_samples: keep ``aux`` per draw.
