@@ -33,6 +33,8 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     report = (out / "report.md").read_text()
     for png in (n for n in RUN_FILES if n.endswith(".png")):
         assert f"]({png})" in report, png  # every figure is linked from the report
+    assert summary["m2_ess_per_grad_ratio_reliable"] is False  # 6 draws: the ESS ratio must be flagged
+    assert "unreliable" in printed and "is not a measurement" in report
     idata = az.from_netcdf(str(out / "latent_hmc.nc"))
     assert idata.posterior["m2"].shape == (3, 6) and "acceptance_rate" in idata.sample_stats
     # resume continues from the checkpoint to the new step count
