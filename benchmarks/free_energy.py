@@ -39,7 +39,7 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     schedule ends when the budget does."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
-    flow = neural_rg(L=L, **flow_kw)
+    flow = neural_rg(L=L, **{"head": "spline", **flow_kw})
     cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient)
     d = Distiller(energy, flow, cfg)
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def step_time(L: int, batch: int, pyro_flow: bool) -> tuple[float, int]:
     """Median training-step time of the Distiller with our flow or a Pyro affine_coupling stack of equal params."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(L, ISING_TC)
-    ours = neural_rg(L=L)
+    ours = neural_rg(L=L, head="spline")
     n_ours = sum(p.numel() for p in ours.parameters())
     flow = ours
     if pyro_flow:
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--budget-l8", type=float, default=900.0, help="training seconds at L=8 (default 900 = 15 min)")
     ap.add_argument("--budget-l16", type=float, default=600.0, help="training seconds at L=16 (default 600)")
     ap.add_argument("--budget-sweep", type=float, default=90.0, help="training seconds per sweep temperature")
+    ap.add_argument("--budget-ablation", type=float, default=300.0,
+                    help="training seconds of each arm of the L=8 spline-head ablation (0 = skip it)")
     args = ap.parse_args()
     q = args.quick
     runs = []
@@ -120,6 +122,13 @@ def main() -> None:
     sweep = []
     for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
         sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3))
+    ablation = []
+    if args.budget_ablation > 0:  # the same L=8 training with and without the element-wise spline head
+        for head in ("none", "spline"):
+            ablation.append({"head": head, **train(8, ISING_TC, args.budget_ablation if not q else 15, 256, 3e-3,
+                                                   head=head)})
+            print(f"ablation L=8 head={head}: F_q rel {ablation[-1]['fq_rel_err']:.2e} "
+                  f"({ablation[-1]['steps']} steps)", flush=True)
     rows = [(f"{r['L']}", f"{r['T']:.4f}", f"{r['steps']}", f"{r['train_seconds']:.0f}", f"{r['fq_rel_err']:.2e}",
              f"{r['is_rel_err']:+.2e}", f"{r['is_sigma']:+.2f}", f"{r['fq_rel_err_vs_ising']:.2e}",
              f"{r['ess_fraction']:.3f}", f"{r['khat']:.2f}", f"{r.get('flow_mh_acceptance', float('nan')):.3f}")
@@ -137,8 +146,10 @@ def main() -> None:
         {"quick": q, "budget_l8_s": args.budget_l8, "budget_l16_s": args.budget_l16,
          "budget_sweep_s": args.budget_sweep, "z2_symmetric": True, "gradient": "path",
          "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
-         "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels)"},
-        {"runs": runs, "sweep_L8": sweep, "step_time_L8_ours_s": t8_ours, "step_time_L8_pyro_s": t8_pyro,
+         "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head='spline' "
+                 "(odd, 16 bins on [-6, 6])", "budget_ablation_s": args.budget_ablation},
+        {"runs": runs, "sweep_L8": sweep, "ablation_head_L8": ablation,
+         "step_time_L8_ours_s": t8_ours, "step_time_L8_pyro_s": t8_pyro,
          "step_time_L16_ours_s": t16_ours, "params_L8_ours": p8, "params_L8_pyro": p8p},
         {
             "L8_fq_rel_err": l8["fq_rel_err"], "L8_is_rel_err": l8["is_rel_err"], "L8_is_sigma_rel": l8["is_sigma_rel"],
@@ -146,6 +157,8 @@ def main() -> None:
             "L16_train_seconds": l16["train_seconds"], "L8_flow_mh_acceptance": l8["flow_mh_acceptance"],
             "step_time_ratio_vs_pyro_affine_coupling": t8_ours / t8_pyro,
             "step_time_ratio_L16_over_L8": t16_ours / t8_ours,
+            **({"L8_ablation_fq_rel_err_no_head": ablation[0]["fq_rel_err"],
+                "L8_ablation_fq_rel_err_spline_head": ablation[1]["fq_rel_err"]} if ablation else {}),
         },
     )
     print(f"wrote {path}")

@@ -48,19 +48,22 @@ METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh")
 
 
 def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
-          flow_dir: Path | None = None) -> tuple[Distiller, dict]:
+          flow_dir: Path | None = None, head: str = "spline") -> tuple[Distiller, dict]:
     """Distil a NeuralRG flow for a fixed number of steps (cosine schedule; a step count, not a wall-time budget,
     so the flow does not depend on how loaded the machine is).
 
     With ``flow_dir`` the run checkpoints to ``flow_dir/L<L>`` and resumes from a checkpoint found there (a
     different lattice or flow is refused by the checkpoint's config check), so the sampling part can be rerun
     without retraining. ``train_seconds`` is the sum of the recorded step times, whichever run made them.
+    ``head="spline"`` (the odd element-wise spline, :class:`pyro_nrg.transforms.ElementwiseSpline`): at T_c it
+    raised the walkers' ESS(m^2)/grad 1.7x (L=8) and 1.3x (L=16) over the run without it and halved the coverage
+    hole (results/sampling.json against the previous commit's).
     """
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, ISING_TC)
     cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient="path")
     folder = flow_dir / f"L{L}" if flow_dir is not None else None
-    d = Distiller(energy, neural_rg(L=L), cfg, checkpoint_dir=folder)
+    d = Distiller(energy, neural_rg(L=L, head=head), cfg, checkpoint_dir=folder)
     resumed = folder is not None and (folder / "checkpoint.pt").exists()
     if resumed:
         d.load_checkpoint()
@@ -248,6 +251,7 @@ def main() -> None:
                 "adaptation, target accept 0.8; physical chains start from flow draws",
         "walkers": f"10 leapfrog steps, step 0.2 at start, dual averaging (target {s['walker_target_accept']}) during "
                    "warm-up",
+        "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2) with head='spline'",
         "ess": "ArviZ bulk ESS; errors = az.mcse(mean); warm-up excluded from per-second / per-gradient figures"}
     figs = {str(L): {k: v for k, v in res.items()} for L, res in results.items()}
     path = write_result("sampling_quick" if args.quick else "sampling", settings, figs, headline)

@@ -12,10 +12,13 @@ from pyro_nrg.errors import EventShapeError, LatticeSizeError
 from pyro_nrg.lattice import site_levels
 from pyro_nrg.testing import check_transform
 from pyro_nrg.transforms import (
+    ElementwiseSpline,
     TransformBlock,
     coupling_stack,
+    elementwise_spline,
     hierarchical_flow,
     masked_affine_coupling,
+    rq_spline,
 )
 
 TRANSFORMS = {
@@ -37,6 +40,12 @@ TRANSFORMS = {
     "odd_affine_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), odd=True), (4,)),
     "odd_additive_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), additive=True, odd=True), (4,)),
     "hier_2d_odd": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, odd=True), (4, 4)),
+    "elementwise_spline_odd": (lambda: elementwise_spline(event_dim=2, n_bins=6, bound=2.0), (4, 4)),
+    "elementwise_spline_general": (lambda: elementwise_spline(event_dim=1, n_bins=5, bound=1.5, odd=False), (6,)),
+    "hier_2d_spline_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="spline", head_bins=6,
+                                                      head_bound=2.0), (4, 4)),
+    "hier_1d_odd_spline_head": (lambda: hierarchical_flow(8, 1, n_couplings=2, hidden=8, odd=True, head="spline",
+                                                          head_bound=2.0), (8,)),
     "hier_2d_spline_blocks": (
         lambda: hierarchical_flow(
             4, 2, block_factory=lambda i: TransformBlock(spline_coupling(4, hidden_dims=[8], count_bins=4))
@@ -70,6 +79,60 @@ def test_odd_flow_is_z2_equivariant_and_its_density_symmetric() -> None:
     assert torch.allclose(q.log_prob(x), q.log_prob(-x.clone()), atol=1e-10)
     plain = perturb_parameters(neural_rg(L=8, hidden=8).double(), 0.3)
     assert not torch.allclose(plain.forward_and_log_det(-z)[0], -plain.forward_and_log_det(z)[0], atol=1e-6)
+
+
+def test_rq_spline_formulas() -> None:
+    """The spline against first principles: zero parameters are the identity; ln h' equals the autograd derivative;
+    the inverse inverts; the odd form is odd with an even derivative; the tails beyond the bound are the identity;
+    the map is monotone and hits the knots."""
+    torch.manual_seed(0)
+    h = ElementwiseSpline(event_dim=1, n_bins=7, bound=3.0, odd=False).double()
+    v = torch.linspace(-5, 5, 401, dtype=torch.float64)
+    x, ld = h.forward_and_log_det(v.reshape(-1, 1))
+    assert torch.allclose(x.reshape(-1), v, atol=1e-12) and ld.abs().max() < 1e-12  # identity at zero parameters
+    for odd in (False, True):
+        h = ElementwiseSpline(event_dim=0, n_bins=7, bound=3.0, odd=odd).double()
+        with torch.no_grad():
+            for p in h.parameters():
+                p.copy_(torch.randn_like(p))
+        vv = v.clone().requires_grad_()
+        x, ld = h.forward_and_log_det(vv)
+        (dx,) = torch.autograd.grad(x.sum(), vv)
+        assert torch.allclose(dx.log(), ld, atol=1e-10)
+        assert (x[1:] - x[:-1]).min() > 0
+        back, ld_back = h.inverse_and_log_det(x.detach())
+        assert torch.allclose(back, v, atol=1e-10) and torch.allclose(ld_back, ld.detach(), atol=1e-10)
+        outside = v.abs() > 3.0
+        assert torch.equal(x.detach()[outside], v[outside])
+        xk, yk, _ = h.knots()
+        assert torch.allclose(h.forward_and_log_det(xk.detach())[0], yk.detach(), atol=1e-12)
+        if odd:
+            xm, ldm = h.forward_and_log_det(-v)
+            assert torch.allclose(xm, -x.detach(), atol=1e-12) and torch.allclose(ldm, ld.detach(), atol=1e-12)
+    with pytest.raises(ValueError, match="n_bins"):
+        ElementwiseSpline(n_bins=1)
+    # direct use of the kernel: knots of a straight line of slope 2 give h(v) = 2v on the interior
+    xk = torch.linspace(0, 1, 5, dtype=torch.float64)
+    y, ldy = rq_spline(torch.tensor([0.3, 0.7], dtype=torch.float64), xk, 2 * xk, torch.full((5,), 2.0,
+                       dtype=torch.float64))
+    assert torch.allclose(y, torch.tensor([0.6, 1.4], dtype=torch.float64)) and torch.allclose(ldy, ldy.new_full(
+        (2,), torch.log(torch.tensor(2.0, dtype=torch.float64)).item()))
+
+
+def test_spline_head_keeps_odd_flow_equivariant_and_old_configs_load() -> None:
+    from pyro_nrg.flows import NeuralRGConfig, neural_rg
+    from pyro_nrg.testing import perturb_parameters
+
+    flow = perturb_parameters(neural_rg(L=4, hidden=8, odd=True, head="spline").double(), 0.3)
+    z = torch.randn(5, 4, 4, dtype=torch.float64)
+    x, ldj = flow.forward_and_log_det(z)
+    xm, ldjm = flow.forward_and_log_det(-z)
+    assert torch.allclose(xm, -x, atol=1e-12) and torch.allclose(ldjm, ldj, atol=1e-12)
+    legacy = {k: v for k, v in NeuralRGConfig(L=4).to_dict().items() if not k.startswith("head")}
+    assert NeuralRGConfig.from_dict(legacy).head == "none"  # checkpoints saved before the head existed
+    assert neural_rg(NeuralRGConfig.from_dict(legacy)).head is None
+    with pytest.raises(ValueError, match="head"):
+        hierarchical_flow(4, 2, head="mlp")
 
 
 def test_float32_default_dtype_roundtrip() -> None:

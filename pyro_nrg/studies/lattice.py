@@ -51,6 +51,9 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
     g.add_argument("--depth", type=int, default=None, help="RG levels of the flow (default all, log2 L)")
     g.add_argument("--couplings", type=int, default=4, help="affine couplings per block bijector (default 4)")
     g.add_argument("--hidden", type=int, default=32, help="hidden width of the coupling networks (default 32)")
+    g.add_argument("--head", choices=("none", "spline"), default="none",
+                   help="element-wise odd spline on every site after the hierarchy: lower F_q for the same "
+                        "training, but lower latent-HMC acceptance (default none)")
     g.add_argument("--no-z2", action="store_true", help="do not symmetrize the flow under x -> -x")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
@@ -118,7 +121,8 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     torch.set_default_dtype(dtype)
     show = not args.quiet and sys.stderr.isatty()
     energy = _energy(args, dtype)
-    cfg = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings, hidden=args.hidden)
+    cfg = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings, hidden=args.hidden,
+                         head=args.head)
     torch.manual_seed(args.seed)
     flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
     rank, world = init_from_environment()

@@ -11,6 +11,7 @@ from .coupling import (
     masked_affine_coupling,
 )
 from .hierarchical import HierarchicalFlow, hierarchical_flow
+from .spline import ElementwiseSpline, elementwise_spline, rq_spline
 from .symplectic import (
     LinearSymplectic,
     MLPPotential,
@@ -47,6 +48,9 @@ __all__ = [
     "half_partitions",
     "HierarchicalFlow",
     "hierarchical_flow",
+    "ElementwiseSpline",
+    "elementwise_spline",
+    "rq_spline",
     "SymplecticTransform",
     "LinearSymplectic",
     "SymplecticLinearMap",

@@ -16,7 +16,9 @@ Direction: the transform maps latent :math:`z` to physical :math:`x` (the *inver
     \ln\Big|\det \frac{\partial x}{\partial z}\Big| = \sum_{\text{layers}}\ \sum_{\text{blocks}} \ln|\det J_b|,
 
 applied from the coarsest level :math:`K-1` down to level 0 (``repeats`` times (decimator, disentangler) per
-level). Its inverse :math:`z = g^{-1}(x)` is the learned RG transformation. Latent site ``r`` carries the
+level), optionally followed by an element-wise *head* :math:`x_i = h(y_i)` on every site (see
+:mod:`pyro_nrg.transforms.spline`; it lets the affine hierarchy produce the bimodal site densities of the
+relaxed Ising model). Its inverse :math:`z = g^{-1}(x)` is the learned RG transformation. Latent site ``r`` carries the
 variable of RG level ``site_levels(L)[r]``; :meth:`HierarchicalFlow.split_levels` returns them per level.
 
 Shapes: events ``(L,)`` / ``(L, L)``, or ``(N,)`` with ``flat=True`` (for Pyro's ``AutoNormalizingFlow`` and
@@ -34,6 +36,7 @@ from ..errors import EventShapeError, LatticeSizeError
 from ..lattice import Lattice, site_levels
 from .base import PairedTransformModule
 from .coupling import coupling_stack
+from .spline import ElementwiseSpline
 
 __all__ = ["HierarchicalFlow", "hierarchical_flow"]
 
@@ -52,6 +55,8 @@ class HierarchicalFlow(PairedTransformModule):
             remaining ``(L / 2**n_levels)**dim`` coarse sites are passed through as top-level latents.
         repeats: (disentangler, decimator) pairs per level.
         flat: events are flat ``(N,)`` vectors (row-major) instead of ``(L,)*dim``.
+        head: an element-wise bijector applied to every site after the hierarchy (physical side), with
+            ``event_dim == dim`` (e.g. :class:`~pyro_nrg.transforms.ElementwiseSpline`); ``None`` = none.
 
     Example:
         >>> flow = hierarchical_flow(8, dim=2, n_couplings=2, hidden=16)
@@ -68,6 +73,7 @@ class HierarchicalFlow(PairedTransformModule):
         n_levels: int | None = None,
         repeats: int = 1,
         flat: bool = False,
+        head: PairedTransformModule | None = None,
     ) -> None:
         lattice = Lattice(L, dim)
         lattice.require_power_of_two("a hierarchical flow")
@@ -95,6 +101,9 @@ class HierarchicalFlow(PairedTransformModule):
                 idx += 1
             levels.append(nn.ModuleList(layer))
         self.levels = nn.ModuleList(levels)
+        if head is not None and head.event_dim != dim:
+            raise EventShapeError(f"the head must act on the lattice (event_dim={dim}), got event_dim={head.event_dim}")
+        self.head = head
         self.register_buffer("levels_of_sites", site_levels(L, dim, n_levels), persistent=False)
 
     @property
@@ -172,11 +181,16 @@ class HierarchicalFlow(PairedTransformModule):
         for level, offset, block in self._layer_plan():
             y, ld = self._apply_layer(y, level, offset, block, inverse=False)
             ldj = ldj + ld
+        if self.head is not None:
+            y, ld = self.head.forward_and_log_det(y)
+            ldj = ldj + ld
         return self._from_lattice(y, batch), ldj.reshape(batch)
 
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, batch = self._to_lattice(x)
         ldj = y.new_zeros(y.shape[0])
+        if self.head is not None:
+            y, ldj = self.head.inverse_and_log_det(y)
         for level, offset, block in reversed(self._layer_plan()):
             y, ld = self._apply_layer(y, level, offset, block, inverse=True)
             ldj = ldj + ld
@@ -202,7 +216,8 @@ class HierarchicalFlow(PairedTransformModule):
         return self.split_levels(self.inv(x))
 
     def extra_repr(self) -> str:
-        return f"L={self.L}, dim={self.dim}, n_levels={self.n_levels}, repeats={self.repeats}, flat={self.flat}"
+        return (f"L={self.L}, dim={self.dim}, n_levels={self.n_levels}, repeats={self.repeats}, flat={self.flat}, "
+                f"head={self.head is not None}")
 
 
 def hierarchical_flow(
@@ -219,6 +234,9 @@ def hierarchical_flow(
     flat: bool = False,
     block_factory: BlockFactory | None = None,
     odd: bool = False,
+    head: str = "none",
+    head_bins: int = 16,
+    head_bound: float = 6.0,
 ) -> HierarchicalFlow:
     """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
 
@@ -240,6 +258,9 @@ def hierarchical_flow(
             :class:`~pyro_nrg.transforms.MaskedAffineCoupling`). Measured on 2D Ising at :math:`T_c`, L=8, 250 s of
             training: F_q 1.33 % above exact against 0.58 % for the default flow with the Z₂ mixture
             (``z2_symmetric=True``), so the mixture stays the default.
+        head: ``"none"``, or ``"spline"`` for an odd element-wise RQ spline on every site after the hierarchy
+            (:class:`~pyro_nrg.transforms.ElementwiseSpline`; odd, so an ``odd`` flow stays equivariant).
+        head_bins, head_bound: its number of bins and the half-width of its interval.
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
@@ -247,4 +268,7 @@ def hierarchical_flow(
         def block_factory(i: int) -> PairedTransformModule:
             return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i, odd=odd)
 
-    return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat)
+    if head not in ("none", "spline"):
+        raise ValueError(f"head must be 'none' or 'spline', got {head!r}")
+    head_module = ElementwiseSpline(dim, head_bins, head_bound, odd=True) if head == "spline" else None
+    return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat, head=head_module)

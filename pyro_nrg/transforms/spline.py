@@ -1,0 +1,170 @@
+r"""Element-wise rational-quadratic spline: the site-wise "head" that lets a NeuralRG flow make bimodal sites.
+
+An affine coupling moves and stretches a Gaussian, so every conditional density it builds is unimodal. The
+relaxed Ising model's are not: given its neighbours a site's density is a two-Gaussian mixture,
+:math:`p(x_i \mid x_{-i}) \propto \mathcal N(x_i; \mu_i, v)\cosh x_i`, with peaks near :math:`\pm 3` at
+:math:`T_c` (:math:`x \mid s \sim \mathcal N(Ks, K)`, :math:`K_{ii} = c \approx 1.86`). Composing many affine
+couplings can only approximate that. One monotone map :math:`h` applied to every site after the hierarchy,
+:math:`x_i = h(y_i)`, with a steep middle and flat flanks, turns the unimodal conditionals of :math:`y` into
+bimodal ones whose weights still follow the conditioning (through the shift of :math:`y_i`). It costs
+:math:`3K` parameters. Measured on the 2D Ising model at :math:`T_c`, L = 8, 300 s of training each, side by side
+(``benchmarks/free_energy.py``, ablation): F_q 0.31 % above exact with the head against 0.43 % without.
+
+**Latent HMC: a trade-off.** The RQ spline is only :math:`C^1`: :math:`h''` jumps at every knot and, in the odd form,
+at 0 (a cusp of :math:`\ln h'`). The renormalized energy contains :math:`\ln h'`, so its gradient jumps where a
+site crosses a knot, and the leapfrog energy error falls like :math:`\epsilon` instead of :math:`\epsilon^2`.
+Measured (L = 4, T = 3, 300 training steps, trajectory length 2, median :math:`|\Delta H|` over 256 starts):
+without the head 0.25 / 0.062 / 0.015 at :math:`\epsilon` = 0.2 / 0.1 / 0.05; with it 12 / 6.3 / 3.0; latent
+many-walker HMC there (64 walkers, 10 steps of 0.2) accepts 0.38 instead of 0.97, ESS(m²) per gradient 2.5–4×
+lower. At :math:`T_c` on L = 8 and 16 (``benchmarks/sampling.py``, walkers adapting their step to acceptance 0.85)
+the better flow won instead: walkers' ESS(m²)/grad 1.7× (L = 8) and 1.3× (L = 16) that of the flow without the
+head, while latent NUTS at L = 16 needed 42 gradients per draw instead of 24. Mixed evidence, so
+``head="none"`` stays the default; a :math:`C^2` head would remove the trade-off.
+
+**The spline** (Gregory & Delbourgo, IMA J. Numer. Anal. 2, 123 (1982); Durkan, Bekasov, Murray & Papamakarios,
+*Neural Spline Flows*, NeurIPS 2019). ``K`` bins between knots :math:`(x_k, y_k)`, widths :math:`w_k`, heights
+:math:`h_k`, slopes :math:`s_k = h_k / w_k`, knot derivatives :math:`\delta_k > 0`. For :math:`v` in bin
+:math:`k`, :math:`\xi = (v - x_k)/w_k`:
+
+.. math::
+    h(v) = y_k + \frac{h_k\,[s_k \xi^2 + \delta_k \xi(1-\xi)]}{s_k + \sigma_k \xi(1-\xi)}, \qquad
+    h'(v) = \frac{s_k^2\,[\delta_{k+1}\xi^2 + 2 s_k \xi(1-\xi) + \delta_k (1-\xi)^2]}
+                 {[s_k + \sigma_k \xi(1-\xi)]^2},
+
+:math:`\sigma_k = \delta_{k+1} + \delta_k - 2 s_k`. The inverse solves :math:`a\xi^2 + b\xi + c = 0`,
+:math:`a = h_k(s_k - \delta_k) + \Delta\sigma_k`, :math:`b = h_k\delta_k - \Delta\sigma_k`,
+:math:`c = -s_k\Delta`, :math:`\Delta = u - y_k`, by the root :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})`.
+
+**Odd (Z₂) form**, the default: the spline lives on :math:`[0, B]` and :math:`h(v) = \mathrm{sign}(v)\,
+h_+(|v|)`, so :math:`h(-v) = -h(v)` (the Ising symmetry) and :math:`h'` is even and continuous at 0
+(:math:`\delta_0` is learned). The general form lives on :math:`[-B, B]` with :math:`\delta_0 = 1`. In both,
+:math:`\delta_K = 1` and :math:`h` is the identity beyond :math:`B`, so the tails join smoothly.
+
+**Parameters**: widths and heights are softmaxes of unconstrained vectors (with a floor), derivatives
+:math:`\delta = \delta_{\min} + \mathrm{softplus}(u + c_0)` with :math:`c_0` chosen so that :math:`u = 0` gives
+:math:`\delta = 1`: zero parameters are the identity map, like the zero-initialised couplings.
+
+Shapes: any input shape; the log-determinant sums the last ``event_dim`` dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import PairedTransformModule
+
+__all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline"]
+
+MIN_BIN = 1e-3
+MIN_DERIVATIVE = 1e-3
+_DERIV_SHIFT = math.log(math.expm1(1.0 - MIN_DERIVATIVE))  # MIN_DERIVATIVE + softplus(0 + shift) = 1
+
+
+def _knots(u: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin sizes and the ``K + 1`` knots on ``[lo, hi]`` from an unconstrained ``(K,)`` vector."""
+    K = u.shape[-1]
+    frac = MIN_BIN + (1.0 - MIN_BIN * K) * torch.softmax(u, dim=-1)
+    inner = lo + (hi - lo) * torch.cumsum(frac, dim=-1)[:-1]
+    knots = torch.cat([inner.new_tensor([lo]), inner, inner.new_tensor([hi])])  # exact end points
+    return knots[1:] - knots[:-1], knots
+
+
+def rq_spline(
+    v: torch.Tensor, xk: torch.Tensor, yk: torch.Tensor, deriv: torch.Tensor, inverse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Monotone RQ spline through knots ``(xk, yk)`` (shape ``(K+1,)``, increasing, equal end points) with knot
+    derivatives ``deriv`` (``(K+1,)``, positive; 1 at an end makes the identity tail smooth there), applied
+    element-wise to ``v`` of any shape; the identity outside ``[xk[0], xk[-1]]``.
+
+    Returns:
+        ``(h(v), ln h'(v))``, or with ``inverse`` ``(h^{-1}(v), ln h'(h^{-1}(v)))`` — always the log-derivative of
+        the *forward* map at the pre-image, shape ``v.shape``.
+    """
+    lo, hi = xk[0], xk[-1]
+    inside = (v > lo) & (v < hi)
+    vc = torch.minimum(torch.maximum(v, lo), hi)
+    edges = yk if inverse else xk
+    idx = torch.searchsorted(edges[1:-1].contiguous(), vc.detach().contiguous(), right=True)  # bin 0..K-1
+    x0, y0 = xk[idx], yk[idx]
+    w, h = xk[idx + 1] - x0, yk[idx + 1] - y0
+    d0, d1 = deriv[idx], deriv[idx + 1]
+    s = h / w
+    sigma = d1 + d0 - 2 * s
+    if inverse:
+        dy = vc - y0
+        a = h * (s - d0) + dy * sigma
+        b = h * d0 - dy * sigma
+        c = -s * dy
+        xi = (2 * c) / (-b - torch.sqrt((b * b - 4 * a * c).clamp_min(0.0)))
+        out = x0 + xi * w
+    else:
+        xi = (vc - x0) / w
+        out = y0 + h * (s * xi * xi + d0 * xi * (1 - xi)) / (s + sigma * xi * (1 - xi))
+    t = xi * (1 - xi)
+    log_d = 2 * torch.log(s) + torch.log(d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2) - 2 * torch.log(s + sigma * t)
+    return torch.where(inside, out, v), torch.where(inside, log_d, torch.zeros_like(log_d))
+
+
+class ElementwiseSpline(PairedTransformModule):
+    r"""The same monotone RQ spline :math:`h` on every element (shared parameters), identity beyond ``bound``.
+
+    Args:
+        event_dim: trailing dimensions summed in the log-determinant (2 for an ``(L, L)`` lattice).
+        n_bins: ``K``.
+        bound: :math:`B`; pick it to cover the bulk of the values (relaxed Ising fields at :math:`T_c` lie mostly
+            within :math:`\pm 6`).
+        odd: :math:`h(-v) = -h(v)` (default; keeps a Z₂-equivariant flow equivariant).
+
+    Example:
+        >>> h = elementwise_spline(event_dim=2)
+        >>> z = torch.randn(5, 4, 4); x, ldj = h.forward_and_log_det(z); ldj.shape
+        torch.Size([5])
+    """
+
+    def __init__(self, event_dim: int = 1, n_bins: int = 16, bound: float = 6.0, odd: bool = True) -> None:
+        super().__init__(event_dim=event_dim)
+        if int(n_bins) < 2 or not float(bound) > 0:
+            raise ValueError(f"need n_bins >= 2 and bound > 0, got n_bins={n_bins}, bound={bound}: try 16 and 6.0")
+        self.n_bins, self.bound, self.odd = int(n_bins), float(bound), bool(odd)
+        K = self.n_bins
+        self.u_width = nn.Parameter(torch.zeros(K))
+        self.u_height = nn.Parameter(torch.zeros(K))
+        self.u_deriv = nn.Parameter(torch.zeros(K if self.odd else K - 1))
+
+    def knots(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(xk, yk, deriv)``, each ``(K + 1,)``: on ``[0, B]`` when ``odd``, else on ``[-B, B]``."""
+        lo = 0.0 if self.odd else -self.bound
+        _, xk = _knots(self.u_width, lo, self.bound)
+        _, yk = _knots(self.u_height, lo, self.bound)
+        d = MIN_DERIVATIVE + F.softplus(self.u_deriv + _DERIV_SHIFT)
+        one = d.new_ones(1)
+        deriv = torch.cat([d, one]) if self.odd else torch.cat([one, d, one])
+        return xk, yk, deriv
+
+    def _map(self, v: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        xk, yk, deriv = (t.to(v.dtype) for t in self.knots())
+        if self.odd:
+            out, log_d = rq_spline(v.abs(), xk, yk, deriv, inverse)
+            out = torch.copysign(out, v)
+        else:
+            out, log_d = rq_spline(v, xk, yk, deriv, inverse)
+        dims = tuple(range(-self.event_dim, 0))
+        return out, (log_d.sum(dims) if dims else log_d)
+
+    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._map(z, inverse=False)
+
+    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._map(x, inverse=True)
+
+    def extra_repr(self) -> str:
+        return f"event_dim={self.event_dim}, n_bins={self.n_bins}, bound={self.bound}, odd={self.odd}"
+
+
+def elementwise_spline(event_dim: int = 1, n_bins: int = 16, bound: float = 6.0, odd: bool = True) -> ElementwiseSpline:
+    """Build an identity-initialised :class:`ElementwiseSpline`."""
+    return ElementwiseSpline(event_dim, n_bins, bound, odd)
