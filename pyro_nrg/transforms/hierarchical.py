@@ -260,7 +260,8 @@ def hierarchical_flow(
             (``z2_symmetric=True``), so the mixture stays the default.
         head: ``"none"``, or ``"spline"`` for an odd element-wise RQ spline on every site after the hierarchy
             (:class:`~pyro_nrg.transforms.ElementwiseSpline`; odd, so an ``odd`` flow stays equivariant).
-        head_bins, head_bound: its number of bins and the half-width of its interval.
+        head_bins: the head's number of bins.
+        head_bound: the half-width of the head's interval (identity beyond it).
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
