@@ -43,6 +43,7 @@ from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
 from pyro_nrg.infer import DistillConfig, Distiller, coverage_check, flow_mh  # noqa: E402
 from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
+from pyro_nrg.studies.lattice import MIN_RELIABLE_ESS  # noqa: E402
 
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh")
 
@@ -237,6 +238,10 @@ def main() -> None:
                                                  for r in x["rows"] if r["method"] == "flow_mh"),
         "max_abs_z_energy_vs_exact": max(abs(r["e_z_vs_exact"]) for x in results.values() for r in x["rows"]),
     }
+    # a ratio is only a measurement when every ESS in it is (the CLI report's rule, MIN_RELIABLE_ESS)
+    min_ess = min(get(16, m)["m2_ess"] for m in ("physical_nuts", "latent_nuts", "latent_hmc_walkers"))
+    headline["L16_min_m2_ess_in_ratios"] = min_ess
+    headline["L16_ratios_reliable"] = bool(min_ess >= MIN_RELIABLE_ESS)
     for L in (8, 16):
         headline[f"L{L}_coverage_fraction_beyond"] = results[L]["coverage"]["fraction_beyond"]
         headline[f"L{L}_coverage_gap_nats"] = results[L]["coverage"]["gap_nats"]
