@@ -48,6 +48,7 @@ class NeuralRGConfig:
     head: str = "none"
     head_bins: int = 16
     head_bound: float = 6.0
+    head_terms: int = 4
     kind: str = "neural_rg"
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def neural_rg(config: NeuralRGConfig | None = None, **overrides: Any) -> Hierarc
         head=cfg.head,
         head_bins=cfg.head_bins,
         head_bound=cfg.head_bound,
+        head_terms=cfg.head_terms,
     )
     flow.config = cfg.to_dict()
     return flow

@@ -51,9 +51,9 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
     g.add_argument("--depth", type=int, default=None, help="RG levels of the flow (default all, log2 L)")
     g.add_argument("--couplings", type=int, default=4, help="affine couplings per block bijector (default 4)")
     g.add_argument("--hidden", type=int, default=32, help="hidden width of the coupling networks (default 32)")
-    g.add_argument("--head", choices=("none", "spline"), default="none",
-                   help="element-wise odd spline on every site after the hierarchy: lower F_q for the same "
-                        "training, but lower latent-HMC acceptance (default none)")
+    g.add_argument("--head", choices=("none", "spline", "tanh"), default="none",
+                   help="element-wise odd map on every site after the hierarchy: lower F_q for the same training; "
+                        "'spline' is C1 (rougher latent potential), 'tanh' smooth (default none)")
     g.add_argument("--no-z2", action="store_true", help="do not symmetrize the flow under x -> -x")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")

@@ -11,7 +11,7 @@ from .coupling import (
     masked_affine_coupling,
 )
 from .hierarchical import HierarchicalFlow, hierarchical_flow
-from .spline import ElementwiseSpline, elementwise_spline, rq_spline
+from .spline import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline
 from .symplectic import (
     LinearSymplectic,
     MLPPotential,
@@ -49,6 +49,7 @@ __all__ = [
     "HierarchicalFlow",
     "hierarchical_flow",
     "ElementwiseSpline",
+    "OddTanhSum",
     "elementwise_spline",
     "rq_spline",
     "SymplecticTransform",

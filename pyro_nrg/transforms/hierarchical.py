@@ -36,7 +36,7 @@ from ..errors import EventShapeError, LatticeSizeError
 from ..lattice import Lattice, site_levels
 from .base import PairedTransformModule
 from .coupling import coupling_stack
-from .spline import ElementwiseSpline
+from .spline import ElementwiseSpline, OddTanhSum
 
 __all__ = ["HierarchicalFlow", "hierarchical_flow"]
 
@@ -237,6 +237,7 @@ def hierarchical_flow(
     head: str = "none",
     head_bins: int = 16,
     head_bound: float = 6.0,
+    head_terms: int = 4,
 ) -> HierarchicalFlow:
     """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
 
@@ -258,10 +259,13 @@ def hierarchical_flow(
             :class:`~pyro_nrg.transforms.MaskedAffineCoupling`). Measured on 2D Ising at :math:`T_c`, L=8, 250 s of
             training: F_q 1.33 % above exact against 0.58 % for the default flow with the Z₂ mixture
             (``z2_symmetric=True``), so the mixture stays the default.
-        head: ``"none"``, or ``"spline"`` for an odd element-wise RQ spline on every site after the hierarchy
-            (:class:`~pyro_nrg.transforms.ElementwiseSpline`; odd, so an ``odd`` flow stays equivariant).
-        head_bins: the head's number of bins.
-        head_bound: the half-width of the head's interval (identity beyond it).
+        head: ``"none"``, ``"spline"`` for an odd element-wise RQ spline on every site after the hierarchy
+            (:class:`~pyro_nrg.transforms.ElementwiseSpline`), or ``"tanh"`` for the smooth odd
+            :class:`~pyro_nrg.transforms.OddTanhSum`; both odd, so an ``odd`` flow stays equivariant.
+        head_bins: the spline head's number of bins.
+        head_bound: the half-width of the spline head's interval (identity beyond it).
+        head_terms: tanh terms of ``head="tanh"`` (:class:`~pyro_nrg.transforms.OddTanhSum`: smooth, so latent
+            HMC keeps a smooth potential; same F_q gain as the spline in a 300-s test at L=8).
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
@@ -269,7 +273,11 @@ def hierarchical_flow(
         def block_factory(i: int) -> PairedTransformModule:
             return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i, odd=odd)
 
-    if head not in ("none", "spline"):
-        raise ValueError(f"head must be 'none' or 'spline', got {head!r}")
-    head_module = ElementwiseSpline(dim, head_bins, head_bound, odd=True) if head == "spline" else None
+    if head not in ("none", "spline", "tanh"):
+        raise ValueError(f"head must be 'none', 'spline' or 'tanh', got {head!r}")
+    head_module: PairedTransformModule | None = None
+    if head == "spline":
+        head_module = ElementwiseSpline(dim, head_bins, head_bound, odd=True)
+    elif head == "tanh":
+        head_module = OddTanhSum(dim, n_terms=head_terms)
     return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat, head=head_module)

@@ -19,7 +19,7 @@ many-walker HMC there (64 walkers, 10 steps of 0.2) accepts 0.38 instead of 0.97
 lower. At :math:`T_c` on L = 8 and 16 (``benchmarks/sampling.py``, walkers adapting their step to acceptance 0.85)
 the better flow won instead: walkers' ESS(m²)/grad 1.7× (L = 8) and 1.3× (L = 16) that of the flow without the
 head, while latent NUTS at L = 16 needed 42 gradients per draw instead of 24. Mixed evidence, so
-``head="none"`` stays the default; a :math:`C^2` head would remove the trade-off.
+``head="none"`` stays the default; :class:`OddTanhSum` (``head="tanh"``) is the smooth alternative.
 
 **The spline** (Gregory & Delbourgo, IMA J. Numer. Anal. 2, 123 (1982); Durkan, Bekasov, Murray & Papamakarios,
 *Neural Spline Flows*, NeurIPS 2019). ``K`` bins between knots :math:`(x_k, y_k)`, widths :math:`w_k`, heights
@@ -57,7 +57,7 @@ from torch import nn
 
 from .base import PairedTransformModule
 
-__all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline"]
+__all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline", "OddTanhSum"]
 
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
@@ -168,3 +168,82 @@ class ElementwiseSpline(PairedTransformModule):
 def elementwise_spline(event_dim: int = 1, n_bins: int = 16, bound: float = 6.0, odd: bool = True) -> ElementwiseSpline:
     """Build an identity-initialised :class:`ElementwiseSpline`."""
     return ElementwiseSpline(event_dim, n_bins, bound, odd)
+
+
+class OddTanhSum(PairedTransformModule):
+    r"""A smooth (:math:`C^\infty`) odd monotone map on every element: :math:`h(v) = a v + \sum_k b_k \tanh(v/c_k)`.
+
+    The :math:`C^\infty` alternative to :class:`ElementwiseSpline` as a NeuralRG head: with
+    :math:`a, b_k, c_k > 0` (softplus/exp parameters) :math:`h' = a + \sum_k (b_k/c_k)\,\mathrm{sech}^2(v/c_k)`
+    is positive, largest at 0 and smooth everywhere, so the renormalized energy keeps a smooth gradient and the
+    leapfrog energy error falls like :math:`\epsilon^2` (the spline's falls like :math:`\epsilon`). Measured on the
+    2D Ising model at :math:`T_c`, L = 8, 300 s of training (batch 256, 1 thread, two runs side by side): F_q 0.30 %
+    above exact (:math:`b_k` starting at 0.08), like the spline head's 0.30 %, against 0.43 % without a head. After
+    the sampling benchmark's 1500 steps at L = 8: F_q 0.34 %, PSIS k-hat 0.40, and 64 latent HMC walkers (10 steps,
+    acceptance 0.81) reach ESS(m²) per gradient 1.21e-2, against 1.24e-2 with the spline head and 7.5e-3 without.
+
+    The inverse has no closed form: Newton's method inside the bracket
+    :math:`|a v - x| \le \sum_k b_k`, to a relative tolerance of 100 machine epsilons, then one differentiable
+    Newton step, whose derivatives are the implicit-function ones (:math:`\partial v/\partial x = 1/h'`).
+
+    Args:
+        event_dim: trailing dimensions summed in the log-determinant.
+        n_terms: number of tanh terms ``K``.
+        scales: initial :math:`c_k` (default ``K`` values geometric from 0.5 to 4).
+        init_weight: initial :math:`b_k` (the map starts near, not at, the identity: zero :math:`b_k` would have
+            zero gradient through the softplus floor).
+    """
+
+    def __init__(self, event_dim: int = 1, n_terms: int = 4, scales: tuple[float, ...] | None = None,
+                 init_weight: float = 0.08, max_newton: int = 50) -> None:
+        super().__init__(event_dim=event_dim)
+        if int(n_terms) < 1 or not float(init_weight) > 0:
+            raise ValueError(f"need n_terms >= 1 and init_weight > 0, got {n_terms}, {init_weight}: try 4 and 0.08")
+        K = int(n_terms)
+        if scales is None:
+            scales = tuple(0.5 * 8.0 ** (k / max(1, K - 1)) for k in range(K))
+        if len(scales) != K or min(scales) <= 0:
+            raise ValueError(f"scales must be {K} positive numbers, got {scales!r}")
+        self.n_terms, self.max_newton = K, int(max_newton)
+        self.u_slope = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))  # a = 1
+        self.u_weight = nn.Parameter(torch.full((K,), math.log(math.expm1(float(init_weight)))))
+        self.u_scale = nn.Parameter(torch.log(torch.as_tensor(scales, dtype=torch.get_default_dtype())))
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(a, b, c)``: slope (scalar), weights ``(K,)`` and scales ``(K,)``, all positive."""
+        return F.softplus(self.u_slope), F.softplus(self.u_weight), torch.exp(self.u_scale)
+
+    def _h(self, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.tanh(v.unsqueeze(-1) / c)
+        return a * v + (b * t).sum(-1), a + (b / c * (1 - t * t)).sum(-1)
+
+    def _sum(self, log_d: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(-self.event_dim, 0))
+        return log_d.sum(dims) if dims else log_d
+
+    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, c = (t.to(z.dtype) for t in self.coefficients())
+        x, d = self._h(z, a, b, c)
+        return x, self._sum(torch.log(d))
+
+    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, c = (t.to(x.dtype) for t in self.coefficients())
+        with torch.no_grad():
+            span = b.sum() / a
+            lo, hi = x / a - span, x / a + span
+            v = x / (a + (b / c).sum())  # exact near 0, where h is steepest
+            tol = 100 * torch.finfo(x.dtype).eps * (1 + x.abs())
+            for _ in range(self.max_newton):
+                hv, d = self._h(v, a.detach(), b.detach(), c.detach())
+                res = hv - x
+                if bool((res.abs() <= tol).all()):
+                    break
+                v = torch.minimum(torch.maximum(v - res / d, lo), hi)
+        hv, d = self._h(v, a, b, c)
+        v = v - (hv - x) / d.detach()  # one differentiable step: implicit-function derivatives
+        _, d = self._h(v, a, b, c)
+        return v, self._sum(torch.log(d))
+
+    def extra_repr(self) -> str:
+        return f"event_dim={self.event_dim}, n_terms={self.n_terms}"
