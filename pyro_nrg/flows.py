@@ -29,7 +29,8 @@ class NeuralRGConfig:
     The defaults are a fast, accurate choice for ``L <= 16`` on a CPU; the published NeuralRG run used
     ``n_couplings=10``, 3 hidden layers of width 10–64 and no head. ``head="spline"`` adds an odd element-wise
     spline on every site (:class:`~pyro_nrg.transforms.ElementwiseSpline`): a better variational free energy for
-    the same training time, but a rougher latent space for HMC (see that class), so it is off by default.
+    the same training time, but a rougher latent space for HMC (see that class); ``head="tanh"``
+    (:class:`~pyro_nrg.transforms.OddTanhSum`) is its smooth alternative. Both are off by default.
     Configs saved before it existed (no ``head`` key) load as ``head="none"``.
     """
 

@@ -176,7 +176,7 @@ def _leapfrog_error(head: str, eps: float) -> float:
 def test_tanh_head_keeps_the_latent_potential_smooth() -> None:
     """Leapfrog energy error falls like eps^2 (ratio ~4 per halving) for a smooth latent potential: with no head and
     with the tanh head (here steeper than training makes it). (The C1 spline head's falls like eps on trained flows;
-    see pyro_nrg.transforms.spline.)"""
+    see pyro_nrg.transforms.elementwise.)"""
     ratios = {h: _leapfrog_error(h, 0.05) / _leapfrog_error(h, 0.025) for h in ("none", "tanh")}
     assert ratios["none"] > 3.2 and ratios["tanh"] > 3.2, ratios
 

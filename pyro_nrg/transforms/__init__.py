@@ -10,8 +10,8 @@ from .coupling import (
     half_partitions,
     masked_affine_coupling,
 )
+from .elementwise import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline
 from .hierarchical import HierarchicalFlow, hierarchical_flow
-from .spline import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline
 from .symplectic import (
     LinearSymplectic,
     MLPPotential,

@@ -17,7 +17,7 @@ Direction: the transform maps latent :math:`z` to physical :math:`x` (the *inver
 
 applied from the coarsest level :math:`K-1` down to level 0 (``repeats`` times (decimator, disentangler) per
 level), optionally followed by an element-wise *head* :math:`x_i = h(y_i)` on every site (see
-:mod:`pyro_nrg.transforms.spline`; it lets the affine hierarchy produce the bimodal site densities of the
+:mod:`pyro_nrg.transforms.elementwise`; it lets the affine hierarchy produce the bimodal site densities of the
 relaxed Ising model). Its inverse :math:`z = g^{-1}(x)` is the learned RG transformation. Latent site ``r`` carries the
 variable of RG level ``site_levels(L)[r]``; :meth:`HierarchicalFlow.split_levels` returns them per level.
 
@@ -36,7 +36,7 @@ from ..errors import EventShapeError, LatticeSizeError
 from ..lattice import Lattice, site_levels
 from .base import PairedTransformModule
 from .coupling import coupling_stack
-from .spline import ElementwiseSpline, OddTanhSum
+from .elementwise import ElementwiseSpline, OddTanhSum
 
 __all__ = ["HierarchicalFlow", "hierarchical_flow"]
 

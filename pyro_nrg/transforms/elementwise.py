@@ -1,4 +1,7 @@
-r"""Element-wise rational-quadratic spline: the site-wise "head" that lets a NeuralRG flow make bimodal sites.
+r"""Element-wise monotone maps — the site-wise "heads" that let a NeuralRG flow make bimodal sites.
+
+:class:`ElementwiseSpline` (``head="spline"``) is a rational-quadratic spline, :math:`C^1`; :class:`OddTanhSum`
+(``head="tanh"``) is :math:`a v + \sum_k b_k \tanh(v/c_k)`, :math:`C^\infty`. Both are odd by default.
 
 An affine coupling moves and stretches a Gaussian, so every conditional density it builds is unimodal. The
 relaxed Ising model's are not: given its neighbours a site's density is a two-Gaussian mixture,
@@ -64,13 +67,12 @@ MIN_DERIVATIVE = 1e-3
 _DERIV_SHIFT = math.log(math.expm1(1.0 - MIN_DERIVATIVE))  # MIN_DERIVATIVE + softplus(0 + shift) = 1
 
 
-def _knots(u: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin sizes and the ``K + 1`` knots on ``[lo, hi]`` from an unconstrained ``(K,)`` vector."""
+def _knots(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The ``K + 1`` knots on ``[lo, hi]`` from an unconstrained ``(K,)`` vector of log bin sizes."""
     K = u.shape[-1]
     frac = MIN_BIN + (1.0 - MIN_BIN * K) * torch.softmax(u, dim=-1)
     inner = lo + (hi - lo) * torch.cumsum(frac, dim=-1)[:-1]
-    knots = torch.cat([inner.new_tensor([lo]), inner, inner.new_tensor([hi])])  # exact end points
-    return knots[1:] - knots[:-1], knots
+    return torch.cat([inner.new_tensor([lo]), inner, inner.new_tensor([hi])])  # exact end points
 
 
 def rq_spline(
@@ -138,8 +140,8 @@ class ElementwiseSpline(PairedTransformModule):
     def knots(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(xk, yk, deriv)``, each ``(K + 1,)``: on ``[0, B]`` when ``odd``, else on ``[-B, B]``."""
         lo = 0.0 if self.odd else -self.bound
-        _, xk = _knots(self.u_width, lo, self.bound)
-        _, yk = _knots(self.u_height, lo, self.bound)
+        xk = _knots(self.u_width, lo, self.bound)
+        yk = _knots(self.u_height, lo, self.bound)
         d = MIN_DERIVATIVE + F.softplus(self.u_deriv + _DERIV_SHIFT)
         one = d.new_ones(1)
         deriv = torch.cat([d, one]) if self.odd else torch.cat([one, d, one])
