@@ -39,7 +39,7 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     schedule ends when the budget does."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
-    flow = neural_rg(L=L, **{"head": "spline", **flow_kw})
+    flow = neural_rg(L=L, **{"head": "spline", **flow_kw})  # the spline unless flow_kw says otherwise
     cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient)
     d = Distiller(energy, flow, cfg)
     t0 = time.perf_counter()
@@ -74,11 +74,11 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     return out
 
 
-def step_time(L: int, batch: int, pyro_flow: bool) -> tuple[float, int]:
+def step_time(L: int, batch: int, pyro_flow: bool, head: str = "spline") -> tuple[float, int]:
     """Median training-step time of the Distiller with our flow or a Pyro affine_coupling stack of equal params."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(L, ISING_TC)
-    ours = neural_rg(L=L, head="spline")
+    ours = neural_rg(L=L, head=head)
     n_ours = sum(p.numel() for p in ours.parameters())
     flow = ours
     if pyro_flow:
@@ -110,21 +110,24 @@ def main() -> None:
     ap.add_argument("--budget-l8", type=float, default=900.0, help="training seconds at L=8 (default 900 = 15 min)")
     ap.add_argument("--budget-l16", type=float, default=600.0, help="training seconds at L=16 (default 600)")
     ap.add_argument("--budget-sweep", type=float, default=90.0, help="training seconds per sweep temperature")
+    ap.add_argument("--head", choices=("none", "spline", "tanh"), default="spline",
+                    help="element-wise head of the benchmarked flow (default spline, as in results/free_energy.json)")
     ap.add_argument("--budget-ablation", type=float, default=300.0,
                     help="training seconds of each arm of the L=8 spline-head ablation (0 = skip it)")
     args = ap.parse_args()
     q = args.quick
     runs = []
     print("training ...", flush=True)
-    runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True))
-    runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True))
-    runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192))
+    h = args.head
+    runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True, head=h))
+    runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True, head=h))
+    runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192, head=h))
     sweep = []
     for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
-        sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3))
+        sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3, head=h))
     ablation = []
-    if args.budget_ablation > 0:  # the same L=8 training with and without the element-wise spline head
-        for head in ("none", "spline"):
+    if args.budget_ablation > 0 and h != "none":  # the same L=8 training with and without the head
+        for head in ("none", h):
             ablation.append({"head": head, **train(8, ISING_TC, args.budget_ablation if not q else 15, 256, 3e-3,
                                                    head=head)})
             print(f"ablation L=8 head={head}: F_q rel {ablation[-1]['fq_rel_err']:.2e} "
@@ -135,19 +138,19 @@ def main() -> None:
             for r in runs + sweep]
     print(table(rows, ("L", "T", "steps", "train s", "F_q rel", "F_IS rel", "IS sigma", "F_q rel (Ising)",
                        "ESS/N", "k-hat", "MH acc")))
-    t8_ours, p8 = step_time(8, 256, False)
-    t8_pyro, p8p = step_time(8, 256, True)
-    t16_ours, _ = step_time(16, 256, False)
+    t8_ours, p8 = step_time(8, 256, False, h)
+    t8_pyro, p8p = step_time(8, 256, True, h)
+    t16_ours, _ = step_time(16, 256, False, h)
     print(f"step time L=8 b=256: ours {t8_ours * 1e3:.1f} ms ({p8} params), Pyro affine_coupling stack "
           f"{t8_pyro * 1e3:.1f} ms ({p8p} params): ratio {t8_ours / t8_pyro:.2f}; L=16/L=8 {t16_ours / t8_ours:.2f}")
     l8, l16 = runs[1], runs[2]
     path = write_result(
-        "free_energy" if not q else "free_energy_quick",
+        ("free_energy" if h == "spline" else f"free_energy_head_{h}") + ("_quick" if q else ""),
         {"quick": q, "budget_l8_s": args.budget_l8, "budget_l16_s": args.budget_l16,
          "budget_sweep_s": args.budget_sweep, "z2_symmetric": True, "gradient": "path",
          "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
-         "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head='spline' "
-                 "(odd, 16 bins on [-6, 6])", "budget_ablation_s": args.budget_ablation},
+         "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}",
+         "budget_ablation_s": args.budget_ablation},
         {"runs": runs, "sweep_L8": sweep, "ablation_head_L8": ablation,
          "step_time_L8_ours_s": t8_ours, "step_time_L8_pyro_s": t8_pyro,
          "step_time_L16_ours_s": t16_ours, "params_L8_ours": p8, "params_L8_pyro": p8p},
@@ -158,7 +161,7 @@ def main() -> None:
             "step_time_ratio_vs_pyro_affine_coupling": t8_ours / t8_pyro,
             "step_time_ratio_L16_over_L8": t16_ours / t8_ours,
             **({"L8_ablation_fq_rel_err_no_head": ablation[0]["fq_rel_err"],
-                "L8_ablation_fq_rel_err_spline_head": ablation[1]["fq_rel_err"]} if ablation else {}),
+                f"L8_ablation_fq_rel_err_{h}_head": ablation[1]["fq_rel_err"]} if ablation else {}),
         },
     )
     print(f"wrote {path}")

@@ -97,9 +97,9 @@ def hmc_extra(res) -> dict:
             "divergences": int(res.diverging.sum())}
 
 
-def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None) -> dict:
+def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, head: str = "spline") -> dict:
     energy = IsingRelaxed(L, ISING_TC)
-    d, tinfo = train(L, s["train_steps"][L], seed=seed, flow_dir=flow_dir)
+    d, tinfo = train(L, s["train_steps"][L], seed=seed, flow_dir=flow_dir, head=head)
     guide = d.guide
     q = guide.distribution()
     rows = []
@@ -163,6 +163,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flow-dir", type=Path, default=None,
                     help="keep the trained flows' checkpoints here and resume from them (rerun sampling only)")
+    ap.add_argument("--head", choices=("none", "spline", "tanh"), default="spline",
+                    help="element-wise head of the NeuralRG flow (default spline, as in results/sampling.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -177,7 +179,7 @@ def main() -> None:
     results = {}
     for L in (8, 16):
         print(f"L={L}: training for {s['train_steps'][L]} steps", flush=True)
-        results[L] = run_lattice(L, s, args.seed, args.flow_dir)
+        results[L] = run_lattice(L, s, args.seed, args.flow_dir, args.head)
 
     header = ("L", "method", "chains x draws", "acc", "grads/draw", "tau(m2)", "ESS(m2)", "ESS(m2)/s", "ESS(m2)/grad",
               "ESS(e)/grad", "<m2>", "z vs Wolff", "<e>", "z vs exact")
@@ -256,10 +258,11 @@ def main() -> None:
                 "adaptation, target accept 0.8; physical chains start from flow draws",
         "walkers": f"10 leapfrog steps, step 0.2 at start, dual averaging (target {s['walker_target_accept']}) during "
                    "warm-up",
-        "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2) with head='spline'",
+        "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2) with head={args.head!r}",
         "ess": "ArviZ bulk ESS; errors = az.mcse(mean); warm-up excluded from per-second / per-gradient figures"}
     figs = {str(L): {k: v for k, v in res.items()} for L, res in results.items()}
-    path = write_result("sampling_quick" if args.quick else "sampling", settings, figs, headline)
+    name = ("sampling" if args.head == "spline" else f"sampling_head_{args.head}") + ("_quick" if args.quick else "")
+    path = write_result(name, settings, figs, headline)
     print("wrote", path)
     if not math.isfinite(headline["L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts"]):
         sys.exit(1)
