@@ -34,12 +34,12 @@ from pyro_nrg.transforms import TransformBlock  # noqa: E402
 
 
 def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 0,
-          n_eval: int = 16384, mh: bool = False, gradient: str = "path", **flow_kw) -> dict:
+          n_eval: int = 16384, mh: bool = False, gradient: str = "path", head: str = "spline", **flow_kw) -> dict:
     """Distil for ``budget_s`` seconds: the step count is calibrated from the first 20 steps so that the cosine
     schedule ends when the budget does."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
-    flow = neural_rg(L=L, **{"head": "spline", **flow_kw})  # the spline unless flow_kw says otherwise
+    flow = neural_rg(L=L, head=head, **flow_kw)
     cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient)
     d = Distiller(energy, flow, cfg)
     t0 = time.perf_counter()

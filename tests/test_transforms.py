@@ -13,6 +13,7 @@ from pyro_nrg.lattice import site_levels
 from pyro_nrg.testing import check_transform
 from pyro_nrg.transforms import (
     ElementwiseSpline,
+    OddTanhSum,
     TransformBlock,
     coupling_stack,
     elementwise_spline,
@@ -44,7 +45,7 @@ TRANSFORMS = {
     "elementwise_spline_general": (lambda: elementwise_spline(event_dim=1, n_bins=5, bound=1.5, odd=False), (6,)),
     "hier_2d_spline_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="spline", head_bins=6,
                                                       head_bound=2.0), (4, 4)),
-    "odd_tanh_sum": (lambda: __import__("pyro_nrg.transforms", fromlist=["OddTanhSum"]).OddTanhSum(2, 3), (4, 4)),
+    "odd_tanh_sum": (lambda: OddTanhSum(2, 3), (4, 4)),
     "hier_2d_tanh_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="tanh"), (4, 4)),
     "hier_1d_odd_spline_head": (lambda: hierarchical_flow(8, 1, n_couplings=2, hidden=8, odd=True, head="spline",
                                                           head_bound=2.0), (8,)),
@@ -182,8 +183,6 @@ def test_tanh_head_keeps_the_latent_potential_smooth() -> None:
 
 
 def test_tanh_sum_inverse_is_exact_and_differentiable() -> None:
-    from pyro_nrg.transforms import OddTanhSum
-
     h = OddTanhSum(event_dim=0, n_terms=3).double()
     with torch.no_grad():
         h.u_weight.add_(torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64))

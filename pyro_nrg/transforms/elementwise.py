@@ -75,6 +75,11 @@ def _knots(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.cat([inner.new_tensor([lo]), inner, inner.new_tensor([hi])])  # exact end points
 
 
+def _sum_event(log_d: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """Sum element-wise log-derivatives over the last ``event_dim`` dimensions (the log-determinant)."""
+    return log_d.sum(tuple(range(-event_dim, 0))) if event_dim else log_d
+
+
 def rq_spline(
     v: torch.Tensor, xk: torch.Tensor, yk: torch.Tensor, deriv: torch.Tensor, inverse: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +159,7 @@ class ElementwiseSpline(PairedTransformModule):
             out = torch.copysign(out, v)
         else:
             out, log_d = rq_spline(v, xk, yk, deriv, inverse)
-        dims = tuple(range(-self.event_dim, 0))
-        return out, (log_d.sum(dims) if dims else log_d)
+        return out, _sum_event(log_d, self.event_dim)
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._map(z, inverse=False)
@@ -221,14 +225,10 @@ class OddTanhSum(PairedTransformModule):
         t = torch.tanh(v.unsqueeze(-1) / c)
         return a * v + (b * t).sum(-1), a + (b / c * (1 - t * t)).sum(-1)
 
-    def _sum(self, log_d: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(-self.event_dim, 0))
-        return log_d.sum(dims) if dims else log_d
-
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, c = (t.to(z.dtype) for t in self.coefficients())
         x, d = self._h(z, a, b, c)
-        return x, self._sum(torch.log(d))
+        return x, _sum_event(torch.log(d), self.event_dim)
 
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, c = (t.to(x.dtype) for t in self.coefficients())
@@ -246,7 +246,7 @@ class OddTanhSum(PairedTransformModule):
         hv, d = self._h(v, a, b, c)
         v = v - (hv - x) / d.detach()  # one differentiable step: implicit-function derivatives
         _, d = self._h(v, a, b, c)
-        return v, self._sum(torch.log(d))
+        return v, _sum_event(torch.log(d), self.event_dim)
 
     def extra_repr(self) -> str:
         return f"event_dim={self.event_dim}, n_terms={self.n_terms}"
