@@ -12,6 +12,7 @@ __all__ = [
     "EventShapeError",
     "TemperatureError",
     "NonFiniteError",
+    "InverseNotConvergedError",
     "ConfigMismatchError",
     "CheckpointError",
     "TrainingDivergedError",
@@ -42,6 +43,11 @@ class TemperatureError(PyroNRGError, ValueError):
 
 class NonFiniteError(PyroNRGError, ValueError):
     """A configuration, energy or loss contains NaN or infinity."""
+
+
+class InverseNotConvergedError(PyroNRGError, ArithmeticError):
+    """A numerical inverse (the root of a monotone map, e.g. :class:`~pyro_nrg.transforms.OddTanhSum`) did not
+    reach its tolerance."""
 
 
 class ConfigMismatchError(PyroNRGError, ValueError):

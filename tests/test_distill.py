@@ -40,7 +40,9 @@ class GaussianEnergy(Energy):
 
 
 def _small_flow(L: int = 4):
-    return neural_rg(L=L, n_couplings=2, hidden=16)
+    """A small flow that is the identity at initialisation (no head: the default tanh head is not), which the
+    exact-Gaussian tests below rely on."""
+    return neural_rg(L=L, n_couplings=2, hidden=16, head="none")
 
 
 def test_distillation_reaches_exact_free_energy_l4() -> None:
@@ -86,6 +88,23 @@ def test_existing_checkpoint_is_not_overwritten_and_mismatch_is_refused(tmp_path
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_checkpoint_saved_before_new_flow_fields_still_resumes(tmp_path) -> None:
+    """A checkpoint whose flow config predates the head and coupling fields describes a flow without a head and
+    with affine couplings: it resumes into that flow and is refused for today's default flow (which has a head)."""
+    energy = IsingRelaxed(4, 3.0)
+    distill(energy, _small_flow(), steps=2, batch=16, checkpoint_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    blob = torch.load(path, weights_only=True)
+    blob["config"]["flow"] = {k: v for k, v in blob["config"]["flow"].items()
+                              if not k.startswith(("head", "coupling"))}
+    torch.save(blob, path)
+    resumed = distill(energy, _small_flow(), steps=3, batch=16, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert resumed.history["step"][-1] == 3
+    with pytest.raises(ConfigMismatchError, match="flow.head: checkpoint 'none' vs model 'tanh'"):
+        distill(energy, neural_rg(L=4, n_couplings=2, hidden=16), steps=4, batch=16, checkpoint_dir=tmp_path,
+                resume=True, progress=False)
 
 
 class NaNAfter(IsingRelaxed):

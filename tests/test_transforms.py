@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro.distributions.transforms import spline_coupling
 
-from pyro_nrg.errors import EventShapeError, LatticeSizeError
+from pyro_nrg.errors import EventShapeError, InverseNotConvergedError, LatticeSizeError, NonFiniteError
 from pyro_nrg.lattice import site_levels
 from pyro_nrg.testing import check_transform
 from pyro_nrg.transforms import (
@@ -19,7 +19,9 @@ from pyro_nrg.transforms import (
     elementwise_spline,
     hierarchical_flow,
     masked_affine_coupling,
+    masked_tanh_coupling,
     rq_spline,
+    solve_increasing,
 )
 
 TRANSFORMS = {
@@ -39,6 +41,8 @@ TRANSFORMS = {
     "hier_2d_flat": (lambda: hierarchical_flow(8, 2, n_couplings=2, hidden=8, flat=True), (64,)),
     "hier_2d_additive": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, additive=True), (4, 4)),
     "odd_affine_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), odd=True), (4,)),
+    "tanh_coupling": (lambda: masked_tanh_coupling(4, hidden=(8,), n_terms=3), (4,)),
+    "odd_tanh_coupling": (lambda: masked_tanh_coupling(4, [0, 3], [1, 2], hidden=(8,), odd=True), (4,)),
     "odd_additive_coupling": (lambda: masked_affine_coupling(4, hidden=(8,), additive=True, odd=True), (4,)),
     "hier_2d_odd": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, odd=True), (4, 4)),
     "elementwise_spline_odd": (lambda: elementwise_spline(event_dim=2, n_bins=6, bound=2.0), (4, 4)),
@@ -46,6 +50,8 @@ TRANSFORMS = {
     "hier_2d_spline_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="spline", head_bins=6,
                                                       head_bound=2.0), (4, 4)),
     "odd_tanh_sum": (lambda: OddTanhSum(2, 3), (4, 4)),
+    "hier_2d_tanh_couplings_odd": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, odd=True, head="tanh",
+                                                             coupling="tanh"), (4, 4)),
     "hier_2d_tanh_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="tanh"), (4, 4)),
     "hier_1d_odd_spline_head": (lambda: hierarchical_flow(8, 1, n_couplings=2, hidden=8, odd=True, head="spline",
                                                           head_bound=2.0), (8,)),
@@ -196,6 +202,45 @@ def test_tanh_sum_inverse_is_exact_and_differentiable() -> None:
     assert torch.allclose(dv, torch.exp(-ld), atol=1e-10)  # dv/dx = 1/h'(v)
     with pytest.raises(ValueError, match="n_terms"):
         OddTanhSum(n_terms=0)
+    with pytest.raises(NonFiniteError, match="NaN"):
+        h.inverse_and_log_det(torch.tensor([0.0, float("nan")], dtype=torch.float64))
+
+
+def test_solve_increasing_converges_where_plain_newton_cycles() -> None:
+    """arctan: plain Newton from |v0| > 1.39 diverges; the bisection safeguard must still find every root."""
+    x = torch.linspace(-1.5, 1.5, 61, dtype=torch.float64)
+    v0 = torch.full_like(x, 5.0)  # far from every root, on the wrong side for half of them
+    v = solve_increasing(lambda u: (torch.atan(u), 1 / (1 + u * u)), x, torch.tan(x) - 1, torch.tan(x) + 1, v0=v0)
+    assert torch.allclose(v, torch.tan(x), atol=1e-12)
+    with pytest.raises(InverseNotConvergedError, match="max_iter"):
+        solve_increasing(lambda u: (torch.atan(u), 1 / (1 + u * u)), x, x - 50, x + 50, max_iter=3)
+
+
+def test_tanh_coupling_makes_two_modes_where_the_hypernet_says() -> None:
+    """The conditional tanh coupling: odd variant equivariant; with a large b it maps a standard normal onto two
+    modes whose weights follow mu (P(x > g(mu)) = P(z > mu) = Phi(-mu)), which no affine coupling can do."""
+    from pyro_nrg.testing import perturb_parameters
+
+    torch.manual_seed(0)
+    odd = perturb_parameters(masked_tanh_coupling(4, hidden=(8,), odd=True).double(), 0.5)
+    z = torch.randn(50, 4, dtype=torch.float64)
+    (x, ld), (xm, ldm) = odd.forward_and_log_det(z), odd.forward_and_log_det(-z)
+    assert torch.allclose(xm, -x, atol=1e-12) and torch.allclose(ldm, ld, atol=1e-12)
+
+    t = masked_tanh_coupling(4, [0, 1], [2, 3], hidden=(8,), n_terms=1).double()
+    out = t.hypernet[-1]
+    with torch.no_grad():  # s = t = 0, mu = 0.5 for both sites, b = 0.05 e^4 = 2.7, c = 0.5
+        out.bias.copy_(torch.tensor([0, 0, 0, 0, 0.5, 0.5, 4.0, 4.0], dtype=torch.float64))
+    zz = torch.randn(200_000, 4, dtype=torch.float64)
+    x2 = t(zz)[:, 2]
+    frac = (x2 > 0.5).double().mean()  # g(mu) = mu
+    assert abs(frac - torch.distributions.Normal(0.0, 1.0).cdf(torch.tensor(-0.5))) < 0.005
+
+    def density(a: float, b: float) -> float:
+        return float(((x2 > a) & (x2 < b)).double().mean()) / (b - a)
+
+    # two modes (near -2 and +3.7) with a dip between them: g' = 1 + b/c = 6.4 at mu thins the density there
+    assert density(0.6, 1.2) < 0.7 * min(density(-2.4, -1.8), density(3.4, 4.0))
 
 
 def test_float32_default_dtype_roundtrip() -> None:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..distributions import atomic_torch_save
 from ..errors import CheckpointError, ConfigMismatchError, TrainingDivergedError
-from ..flows import flow_config
+from ..flows import flow_config, normalized_flow_config
 from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
 from .model import FlowGuide, boltzmann_model
 
@@ -427,7 +427,9 @@ class Distiller:
         """Restore flow, optimizer, scheduler, RNG and history; refuse a checkpoint of another configuration."""
         path = Path(path) if path is not None else self._ckpt_path()
         blob = load_checkpoint(path)
-        mine, theirs = self.run_config(), blob["config"]
+        mine, theirs = self.run_config(), dict(blob["config"])
+        mine["flow"] = normalized_flow_config(mine["flow"])
+        theirs["flow"] = normalized_flow_config(theirs.get("flow", {}))
         diffs = [
             f"{part}.{k}: checkpoint {theirs[part].get(k)!r} vs model {mine[part].get(k)!r}"
             for part in ("energy", "flow")

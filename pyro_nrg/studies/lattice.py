@@ -49,11 +49,14 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
     g.add_argument("--L", type=int, default=8, help="lattice side, a power of 2 (default 8)")
     g.add_argument("--dim", type=int, default=2, choices=(1, 2), help="lattice dimension (default 2)")
     g.add_argument("--depth", type=int, default=None, help="RG levels of the flow (default all, log2 L)")
-    g.add_argument("--couplings", type=int, default=4, help="affine couplings per block bijector (default 4)")
+    g.add_argument("--couplings", type=int, default=4, help="couplings per block bijector (default 4)")
+    g.add_argument("--coupling", choices=("affine", "tanh"), default="affine",
+                   help="coupling layers: 'affine' (RealNVP, default) or 'tanh' (smooth, bimodal conditionals, "
+                        "slower per step)")
     g.add_argument("--hidden", type=int, default=32, help="hidden width of the coupling networks (default 32)")
-    g.add_argument("--head", choices=("none", "spline", "tanh"), default="none",
+    g.add_argument("--head", choices=("none", "spline", "tanh"), default="tanh",
                    help="element-wise odd map on every site after the hierarchy: lower F_q for the same training; "
-                        "'spline' is C1 (rougher latent potential), 'tanh' smooth (default none)")
+                        "'tanh' is smooth (default), 'spline' C1 (rougher latent potential), 'none' the paper's flow")
     g.add_argument("--no-z2", action="store_true", help="do not symmetrize the flow under x -> -x")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
@@ -122,7 +125,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     show = not args.quiet and sys.stderr.isatty()
     energy = _energy(args, dtype)
     cfg = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings, hidden=args.hidden,
-                         head=args.head)
+                         head=args.head, coupling=args.coupling)
     torch.manual_seed(args.seed)
     flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
     rank, world = init_from_environment()

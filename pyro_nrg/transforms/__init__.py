@@ -5,12 +5,14 @@ from .coupling import (
     MLP,
     CouplingStack,
     MaskedAffineCoupling,
+    MaskedTanhCoupling,
     TransformBlock,
     coupling_stack,
     half_partitions,
     masked_affine_coupling,
+    masked_tanh_coupling,
 )
-from .elementwise import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline
+from .elementwise import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline, solve_increasing
 from .hierarchical import HierarchicalFlow, hierarchical_flow
 from .symplectic import (
     LinearSymplectic,
@@ -41,9 +43,11 @@ __all__ = [
     "Reshaped",
     "MLP",
     "MaskedAffineCoupling",
+    "MaskedTanhCoupling",
     "CouplingStack",
     "TransformBlock",
     "masked_affine_coupling",
+    "masked_tanh_coupling",
     "coupling_stack",
     "half_partitions",
     "HierarchicalFlow",
@@ -52,6 +56,7 @@ __all__ = [
     "OddTanhSum",
     "elementwise_spline",
     "rq_spline",
+    "solve_increasing",
     "SymplecticTransform",
     "LinearSymplectic",
     "SymplecticLinearMap",

@@ -26,10 +26,13 @@ from torch import nn
 
 from ..errors import EventShapeError
 from .base import PairedTransformModule
+from .elementwise import solve_increasing
 
 __all__ = [
     "MLP",
     "MaskedAffineCoupling",
+    "MaskedTanhCoupling",
+    "masked_tanh_coupling",
     "CouplingStack",
     "TransformBlock",
     "masked_affine_coupling",
@@ -213,6 +216,124 @@ def masked_affine_coupling(
     return MaskedAffineCoupling(net, cond, trans, additive=additive, scale_bound=scale_bound, odd=odd)
 
 
+class MaskedTanhCoupling(MaskedAffineCoupling):
+    r"""A smooth coupling whose conditionals can be bimodal: an affine map of a conditional tanh sum.
+
+    In the latent → physical direction, for every transformed variable (all parameters from the hypernet on
+    :math:`z_c`, except the scales :math:`c_k`, which are learned per layer)
+
+    .. math::
+        x_\tau = t + e^{s}\,g(z_\tau), \qquad g(v) = v + \sum_{k=1}^{K} b_k \tanh\frac{v - \mu}{c_k}, \qquad
+        \ln\Big|\frac{\partial x_\tau}{\partial z_\tau}\Big| = s + \ln\Big(1 + \sum_k \frac{b_k}{c_k}
+        \,\mathrm{sech}^2\frac{z_\tau - \mu}{c_k}\Big),
+
+    with :math:`b_k = b_0 e^{\hat b_k} > 0` and :math:`s = a \tanh \hat s`, so :math:`g' \ge 1` (monotone) and the
+    map is :math:`C^\infty` (latent HMC keeps a smooth potential). A steep step of height :math:`2\sum_k b_k` at
+    :math:`v = \mu` cuts a unimodal input into two modes; the hypernet sets where the cut falls (hence the two
+    weights) and how far apart the modes go, from the conditioning variables. That is the shape of the relaxed
+    Ising model's site conditionals, :math:`\mathcal N(x_i; \mu_i, v)\cosh x_i`, which an affine coupling (one
+    mode) cannot make and a fixed element-wise head (:class:`~pyro_nrg.transforms.OddTanhSum`) makes with a
+    context-independent gap. At the start (:math:`\hat b = 0`) it is an affine coupling plus a small bump
+    :math:`b_0`.
+
+    The inverse solves :math:`g(v) = (x_\tau - t)e^{-s}` by :func:`~pyro_nrg.transforms.solve_increasing` in the
+    bracket :math:`|v - y| \le \sum_k b_k`, then takes one differentiable Newton step (implicit-function gradients).
+
+    Args:
+        hypernet: maps ``(*batch, len(cond))`` to ``(*batch, (3 + K) * len(trans))``: :math:`\hat s, t, \mu` and
+            the ``K`` values :math:`\hat b` of every transformed variable.
+        cond: indices that condition.
+        trans: indices that are transformed.
+        n_terms: ``K``.
+        scale_bound: initial bound of the log-scale soft clamp.
+        init_weight: :math:`b_0`.
+        scales: initial :math:`c_k` (default geometric from 0.5 to 2).
+        odd: Z₂-equivariant, :math:`f(-v) = -f(v)`: :math:`\hat s, \hat b` symmetrised and :math:`t, \mu`
+            antisymmetrised over :math:`\pm z_c`.
+    """
+
+    def __init__(
+        self,
+        hypernet: nn.Module,
+        cond: Sequence[int],
+        trans: Sequence[int],
+        n_terms: int = 2,
+        scale_bound: float = 2.0,
+        init_weight: float = 0.05,
+        scales: Sequence[float] | None = None,
+        odd: bool = False,
+    ) -> None:
+        super().__init__(hypernet, cond, trans, additive=False, scale_bound=scale_bound, odd=odd)
+        K = int(n_terms)
+        if K < 1 or not float(init_weight) > 0:
+            raise ValueError(f"need n_terms >= 1 and init_weight > 0, got {n_terms}, {init_weight}: try 2 and 0.05")
+        if scales is None:
+            scales = [0.5 * 4.0 ** (k / max(1, K - 1)) for k in range(K)]
+        if len(scales) != K or min(scales) <= 0:
+            raise ValueError(f"scales must be {K} positive numbers, got {list(scales)!r}")
+        self.n_terms, self.init_weight = K, float(init_weight)
+        self.log_c = nn.Parameter(torch.log(torch.as_tensor(list(scales), dtype=torch.get_default_dtype())))
+
+    def _params(self, v_cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(s, t, mu, b, c)``: ``s, t, mu`` of shape ``(*batch, n)``, ``b`` ``(*batch, n, K)``, ``c`` ``(K,)``."""
+        n, K = self.trans.numel(), self.n_terms
+        if self.odd:
+            hp, hm = self.hypernet(torch.stack([v_cond, -v_cond]))
+            even, odd_part = 0.5 * (hp + hm), 0.5 * (hp - hm)
+            s_hat, t, mu, b_hat = even[..., :n], odd_part[..., n:2 * n], odd_part[..., 2 * n:3 * n], even[..., 3 * n:]
+        else:
+            h = self.hypernet(v_cond)
+            s_hat, t, mu, b_hat = h[..., :n], h[..., n:2 * n], h[..., 2 * n:3 * n], h[..., 3 * n:]
+        b = self.init_weight * torch.exp(b_hat.reshape(*b_hat.shape[:-1], n, K).clamp(max=8.0))
+        return self.scale_bound * torch.tanh(s_hat), t, mu, b, torch.exp(self.log_c).to(v_cond.dtype)
+
+    @staticmethod
+    def _g(v: torch.Tensor, mu: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        th = torch.tanh((v - mu).unsqueeze(-1) / c)
+        return v + (b * th).sum(-1), 1 + (b / c * (1 - th * th)).sum(-1)
+
+    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(z)
+        z_c, z_t = z.index_select(-1, self.cond), z.index_select(-1, self.trans)
+        s, t, mu, b, c = self._params(z_c)
+        g, dg = self._g(z_t, mu, b, c)
+        x_t = t + torch.exp(s) * g
+        return torch.cat([z_c, x_t], -1).index_select(-1, self.merge), (s + torch.log(dg)).sum(-1)
+
+    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(x)
+        x_c, x_t = x.index_select(-1, self.cond), x.index_select(-1, self.trans)
+        s, t, mu, b, c = self._params(x_c)
+        y = (x_t - t) * torch.exp(-s)
+        span = b.sum(-1)
+        mu_d, b_d, c_d = mu.detach(), b.detach(), c.detach()
+        v = solve_increasing(lambda u: self._g(u, mu_d, b_d, c_d), y.detach(), y - span, y + span, v0=y)
+        g, dg = self._g(v, mu, b, c)
+        v = v - (g - y) / dg.detach()  # one differentiable Newton step: implicit-function derivatives
+        _, dg = self._g(v, mu, b, c)
+        return torch.cat([x_c, v], -1).index_select(-1, self.merge), (s + torch.log(dg)).sum(-1)
+
+    def extra_repr(self) -> str:
+        return f"d={self.d}, n_terms={self.n_terms}, odd={self.odd}"
+
+
+def masked_tanh_coupling(
+    d: int,
+    cond: Sequence[int] | None = None,
+    trans: Sequence[int] | None = None,
+    hidden: Sequence[int] = (32, 32),
+    activation: str = "elu",
+    n_terms: int = 2,
+    scale_bound: float = 2.0,
+    odd: bool = False,
+) -> MaskedTanhCoupling:
+    """Build a :class:`MaskedTanhCoupling` on ``d`` variables with an :class:`MLP` hypernet (zero output layer)."""
+    if cond is None or trans is None:
+        cond, trans = half_partitions(d, 1)[0]
+    net = MLP(len(cond), len(trans) * (3 + int(n_terms)), hidden, activation)
+    return MaskedTanhCoupling(net, cond, trans, n_terms=n_terms, scale_bound=scale_bound, odd=odd)
+
+
 class CouplingStack(PairedTransformModule):
     """A sequence of block bijectors on the last dimension applied in order (latent → physical).
 
@@ -249,15 +370,24 @@ def coupling_stack(
     scale_bound: float = 2.0,
     seed: int = 0,
     odd: bool = False,
+    kind: str = "affine",
+    n_terms: int = 2,
 ) -> CouplingStack:
     """A RealNVP block bijector on ``d`` variables: ``n_couplings`` couplings with alternating partitions
     (``odd``: every coupling Z₂-equivariant, see :class:`MaskedAffineCoupling`).
 
     This is the default block of :func:`~pyro_nrg.transforms.hierarchical_flow` (``d = 4`` for 2×2 plaquettes,
-    ``d = 2`` for 1D pairs).
+    ``d = 2`` for 1D pairs). ``kind="tanh"`` builds :class:`MaskedTanhCoupling` layers (``n_terms`` tanh terms;
+    smooth, with conditionals that can be bimodal) instead of affine ones; ``additive`` applies to affine layers.
     """
-    parts = [
+    if kind not in ("affine", "tanh"):
+        raise ValueError(f"kind must be 'affine' or 'tanh', got {kind!r}")
+    if kind == "tanh" and additive:
+        raise ValueError("additive=True is a property of affine couplings: use kind='affine' or additive=False")
+    parts: list[PairedTransformModule] = [
         masked_affine_coupling(d, c, t, hidden, activation, additive, scale_bound, odd)
+        if kind == "affine"
+        else masked_tanh_coupling(d, c, t, hidden, activation, n_terms, scale_bound, odd)
         for c, t in half_partitions(d, n_couplings, seed)
     ]
     return CouplingStack(parts)

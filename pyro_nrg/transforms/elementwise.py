@@ -21,8 +21,10 @@ without the head 0.25 / 0.062 / 0.015 at :math:`\epsilon` = 0.2 / 0.1 / 0.05; wi
 many-walker HMC there (64 walkers, 10 steps of 0.2) accepts 0.38 instead of 0.97, ESS(m²) per gradient 2.5–4×
 lower. At :math:`T_c` on L = 8 and 16 (``benchmarks/sampling.py``, walkers adapting their step to acceptance 0.85)
 the better flow won instead: walkers' ESS(m²)/grad 1.7× (L = 8) and 1.3× (L = 16) that of the flow without the
-head, while latent NUTS at L = 16 needed 42 gradients per draw instead of 24. Mixed evidence, so
-``head="none"`` stays the default; :class:`OddTanhSum` (``head="tanh"``) is the smooth alternative.
+head, while latent NUTS at L = 16 needed 42 gradients per draw instead of 24. The smooth :class:`OddTanhSum`
+(``head="tanh"``) has no such trade-off and is the default of :class:`~pyro_nrg.flows.NeuralRGConfig`: the same
+F_q (L = 8, 890 s: 0.277 % against the spline's 0.280 %), and at L = 16 latent NUTS 3.5× and the walkers 1.7× the
+spline head's ESS(m²) per gradient (``benchmarks/results/sampling.json`` against ``sampling_head_spline.json``).
 
 **The spline** (Gregory & Delbourgo, IMA J. Numer. Anal. 2, 123 (1982); Durkan, Bekasov, Murray & Papamakarios,
 *Neural Spline Flows*, NeurIPS 2019). ``K`` bins between knots :math:`(x_k, y_k)`, widths :math:`w_k`, heights
@@ -53,14 +55,16 @@ Shapes: any input shape; the log-determinant sums the last ``event_dim`` dimensi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InverseNotConvergedError, NonFiniteError
 from .base import PairedTransformModule
 
-__all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline", "OddTanhSum"]
+__all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline", "OddTanhSum", "solve_increasing"]
 
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
@@ -78,6 +82,55 @@ def _knots(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 def _sum_event(log_d: torch.Tensor, event_dim: int) -> torch.Tensor:
     """Sum element-wise log-derivatives over the last ``event_dim`` dimensions (the log-determinant)."""
     return log_d.sum(tuple(range(-event_dim, 0))) if event_dim else log_d
+
+
+def solve_increasing(
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    v0: torch.Tensor | None = None,
+    max_iter: int = 100,
+) -> torch.Tensor:
+    r"""Solve :math:`h(v) = x` element-wise for an increasing :math:`h`, without gradients.
+
+    Newton's method safeguarded by bisection: the bracket :math:`[lo, hi]` (which must contain the root) shrinks
+    with the sign of every residual, and a Newton step that would leave it is replaced by the bracket's midpoint,
+    so the iteration converges for every element (quadratically once Newton takes over). Stops when every
+    :math:`|h(v) - x| \le 100\,\epsilon\,(1 + |x|)` (:math:`\epsilon` the dtype's machine epsilon).
+
+    Args:
+        fn: ``v -> (h(v), h'(v))``, element-wise, ``h' > 0``.
+        x: targets, any shape; must be finite.
+        lo, hi: bracket of the root, broadcastable to ``x``.
+        v0: starting point (default the bracket's midpoint).
+        max_iter: iterations before giving up.
+
+    Raises:
+        NonFiniteError: ``x`` holds NaN or infinity.
+        InverseNotConvergedError: not converged in ``max_iter`` iterations (the message gives the worst residual).
+    """
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteError("cannot invert a monotone map at NaN/inf: check the input configurations")
+    with torch.no_grad():
+        lo, hi = torch.broadcast_tensors(lo.detach().to(x.dtype), hi.detach().to(x.dtype), x)[:2]
+        v = 0.5 * (lo + hi) if v0 is None else torch.minimum(torch.maximum(v0.detach(), lo), hi)
+        tol = 100 * torch.finfo(x.dtype).eps * (1 + x.abs())
+        worst = float("inf")
+        for _ in range(max_iter):
+            hv, d = fn(v)
+            res = hv - x
+            if bool((res.abs() <= tol).all()):
+                return v
+            worst = float(res.abs().max())
+            hi = torch.where(res > 0, v, hi)
+            lo = torch.where(res < 0, v, lo)
+            step = v - res / d
+            v = torch.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+    raise InverseNotConvergedError(
+        f"monotone inverse not converged after {max_iter} iterations (worst residual {worst:.3g}): the map's "
+        "parameters may be extreme (check for a diverged training run) or raise max_iter"
+    )
 
 
 def rq_spline(
@@ -183,13 +236,13 @@ class OddTanhSum(PairedTransformModule):
     :math:`a, b_k, c_k > 0` (softplus/exp parameters) :math:`h' = a + \sum_k (b_k/c_k)\,\mathrm{sech}^2(v/c_k)`
     is positive, largest at 0 and smooth everywhere, so the renormalized energy keeps a smooth gradient and the
     leapfrog energy error falls like :math:`\epsilon^2` (the spline's falls like :math:`\epsilon`). Measured on the
-    2D Ising model at :math:`T_c`, L = 8, 300 s of training (batch 256, 1 thread, two runs side by side): F_q 0.30 %
-    above exact (:math:`b_k` starting at 0.08), like the spline head's 0.30 %, against 0.43 % without a head. After
-    the sampling benchmark's 1500 steps at L = 8: F_q 0.34 %, PSIS k-hat 0.40, and 64 latent HMC walkers (10 steps,
-    acceptance 0.81) reach ESS(m²) per gradient 1.21e-2, against 1.24e-2 with the spline head and 7.5e-3 without;
-    at L = 16 after 3000 steps (one run): F_q 0.34 %, walkers 4.4e-3 against 1.24e-3 (spline) and 9.7e-4 (none).
+    2D Ising model at :math:`T_c`, L = 8, 300 s of training (batch 256, 1 thread; ``benchmarks/free_energy.py``'s
+    ablation): F_q 0.30 % above exact (:math:`b_k` starting at 0.08), like the spline head's 0.31 %, against
+    0.44 % without a head. ``benchmarks/sampling.py`` (L = 8 after 1500 steps, L = 16 after 3000): F_q 0.34 % at
+    both sizes; ESS(m²) per gradient of 64 latent HMC walkers 1.25e-2 (L = 8) and 2.1e-3 (L = 16) against 1.24e-2
+    and 1.24e-3 with the spline head, of latent NUTS at L = 16 1.5e-3 against 4.4e-4.
 
-    The inverse has no closed form: Newton's method inside the bracket
+    The inverse has no closed form: :func:`solve_increasing` (Newton safeguarded by bisection) inside the bracket
     :math:`|a v - x| \le \sum_k b_k`, to a relative tolerance of 100 machine epsilons, then one differentiable
     Newton step, whose derivatives are the implicit-function ones (:math:`\partial v/\partial x = 1/h'`).
 
@@ -199,10 +252,11 @@ class OddTanhSum(PairedTransformModule):
         scales: initial :math:`c_k` (default ``K`` values geometric from 0.5 to 4).
         init_weight: initial :math:`b_k` (the map starts near, not at, the identity: zero :math:`b_k` would have
             zero gradient through the softplus floor).
+        max_newton: iterations of the inverse's root finder before :class:`InverseNotConvergedError`.
     """
 
     def __init__(self, event_dim: int = 1, n_terms: int = 4, scales: tuple[float, ...] | None = None,
-                 init_weight: float = 0.08, max_newton: int = 50) -> None:
+                 init_weight: float = 0.08, max_newton: int = 100) -> None:
         super().__init__(event_dim=event_dim)
         if int(n_terms) < 1 or not float(init_weight) > 0:
             raise ValueError(f"need n_terms >= 1 and init_weight > 0, got {n_terms}, {init_weight}: try 4 and 0.08")
@@ -232,17 +286,11 @@ class OddTanhSum(PairedTransformModule):
 
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, c = (t.to(x.dtype) for t in self.coefficients())
-        with torch.no_grad():
-            span = b.sum() / a
-            lo, hi = x / a - span, x / a + span
-            v = x / (a + (b / c).sum())  # exact near 0, where h is steepest
-            tol = 100 * torch.finfo(x.dtype).eps * (1 + x.abs())
-            for _ in range(self.max_newton):
-                hv, d = self._h(v, a.detach(), b.detach(), c.detach())
-                res = hv - x
-                if bool((res.abs() <= tol).all()):
-                    break
-                v = torch.minimum(torch.maximum(v - res / d, lo), hi)
+        span = b.sum() / a
+        ad, bd, cd = a.detach(), b.detach(), c.detach()
+        v = solve_increasing(lambda u: self._h(u, ad, bd, cd), x, x / a - span, x / a + span,
+                             v0=x / (a + (b / c).sum()),  # exact near 0, where h is steepest
+                             max_iter=self.max_newton)
         hv, d = self._h(v, a, b, c)
         v = v - (hv - x) / d.detach()  # one differentiable step: implicit-function derivatives
         _, d = self._h(v, a, b, c)
