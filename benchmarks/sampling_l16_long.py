@@ -1,17 +1,19 @@
-"""Sampling benchmark, long baseline: the L=16 ESS-per-gradient ratio with a physical-NUTS baseline long enough
-for its ESS to be measured (2 x 2500 draws instead of 4 x 500; tau(m^2) is 75-180 draws there).
+"""Sampling benchmark, long runs: the L=16 ESS-per-gradient ratios with every ESS large enough to be a measurement.
 
-The flow is distilled exactly as in ``benchmarks/sampling.py`` (2000 steps), then physical NUTS (2 x 2500 after
-200 warm-up), latent many-walker HMC (64 x 1000 after 60) and latent NUTS (2 x 700 after 100) sample the
-relaxed Ising model at T_c. About 30 minutes on one core.
+``benchmarks/sampling.py`` runs physical NUTS for 4 x 1500 draws, where tau(m^2) is 65-115 draws at L=16, so its
+ESS (50-90) and the ratios built on it vary by 2x between runs. Here the flow is the one of ``sampling.py``
+(same training, 3000 steps, the default NeuralRG flow; ``--flow-dir`` reuses its checkpoint), then physical NUTS
+(4 x 3000 after 200 warm-up), latent many-walker HMC (64 x 2000 after 150) and latent NUTS (2 x 700 after 100)
+sample the relaxed Ising model at T_c. About 40 minutes on one core.
 
-    OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py
+    OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
 
-Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios and the <m^2> estimates).
+Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the ESS behind them, <m^2>).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -26,25 +28,31 @@ from pyro_nrg.diagnostics import to_inference_data  # noqa: E402
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
 from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
 
+PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walkers, draws, warm-up
+
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flow-dir", type=Path, default=None,
+                    help="checkpoint folder of sampling.py's flows (DIR/L16): reuse instead of retraining")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     L = 16
     energy = IsingRelaxed(L, ISING_TC)
-    d, tinfo = train(L, 2000, seed=0)
+    d, tinfo = train(L, 3000, seed=0, flow_dir=args.flow_dir)
     q = d.guide.distribution()
     rows = []
     pyro.set_rng_seed(1)
-    res = physical_nuts(energy, 2500, 200, num_chains=2, init=q)
+    res = physical_nuts(energy, PHYS[1], PHYS[2], num_chains=PHYS[0], init=q)
     rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))
     pyro.set_rng_seed(3)
-    res = latent_hmc_walkers(energy, d.guide, 64, 1000, 60, step_size=0.2, num_steps=10, adapt_step_size=True,
-                             keep_samples=False)
+    res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
+                             adapt_step_size=True, keep_samples=False)
     rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))
     pyro.set_rng_seed(2)
-    res = latent_nuts(energy, d.guide, 700, 100, num_chains=2, keep_samples=False, keep_latent=False)
+    res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False)
     rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))
     ref = wolff_ising(L, ISING_TC, n_updates=20_000, seed=0)
@@ -54,7 +62,8 @@ def main() -> None:
         "L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts": by["latent_nuts"]["m2_ess_per_grad"] / base,
         "L16_ess_per_grad_ratio_latent_hmc_walkers_vs_physical_nuts": by["latent_hmc_walkers"]["m2_ess_per_grad"]
         / base,
-        "L16_physical_nuts_m2_ess": by["physical_nuts"]["m2_ess"],
+        **{f"L16_{m}_m2_ess": by[m]["m2_ess"] for m in by},
+        **{f"L16_{m}_m2_ess_per_grad": by[m]["m2_ess_per_grad"] for m in by},
         **{f"L16_m2_{m}": by[m]["m2_mean"] for m in by},
         **{f"L16_m2_{m}_err": by[m]["m2_err"] for m in by},
         "L16_m2_reference_wolff": ref.m2,
@@ -62,9 +71,11 @@ def main() -> None:
     }
     for k, v in headline.items():
         print(f"{k}: {v:.4g}")
-    settings = {"L": L, "temperature": ISING_TC, "train_steps": 2000, "physical_nuts": "2 chains x 2500 after 200",
-                "latent_hmc_walkers": "64 x 1000 after 60, 10 leapfrog steps, dual averaging",
-                "latent_nuts": "2 chains x 700 after 100", "threads": 1}
+    settings = {"L": L, "temperature": ISING_TC, "train_steps": 3000, "flow": "neural_rg defaults (head='tanh')",
+                "physical_nuts": "{} chains x {} after {}".format(*PHYS),
+                "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
+                    *WALK),
+                "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1}
     write_result("sampling_l16_long", settings, {"training": tinfo, "rows": rows}, headline)
 
 
