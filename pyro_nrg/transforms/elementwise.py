@@ -102,7 +102,8 @@ def solve_increasing(
     Args:
         fn: ``v -> (h(v), h'(v))``, element-wise, ``h' > 0``.
         x: targets, any shape; must be finite.
-        lo, hi: bracket of the root, broadcastable to ``x``.
+        lo: lower end of a bracket of the root, broadcastable to ``x``.
+        hi: upper end of the bracket.
         v0: starting point (default the bracket's midpoint).
         max_iter: iterations before giving up.
 
