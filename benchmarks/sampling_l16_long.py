@@ -7,8 +7,11 @@ ESS (50-90) and the ratios built on it vary by 2x between runs. Here the flow is
 sample the relaxed Ising model at T_c. About 40 minutes on one core.
 
     OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
+    python benchmarks/sampling_l16_long.py --methods physical_nuts --seed 10 --phys-draws 6000   # a replicate
 
-Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the ESS behind them, <m^2>).
+
+Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the ESS behind them, <m^2>); other
+--methods/--seed/--phys-draws write sampling_l16_long_<methods>_seed<k>.json.
 """
 
 from __future__ import annotations
@@ -31,52 +34,66 @@ from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts
 PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walkers, draws, warm-up
 
 
+METHODS = ("physical_nuts", "latent_hmc_walkers", "latent_nuts")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow-dir", type=Path, default=None,
                     help="checkpoint folder of sampling.py's flows (DIR/L16): reuse instead of retraining")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="samplers to run")
+    ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
+    ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
     args = ap.parse_args()
     torch.set_num_threads(1)
     L = 16
+    phys = (PHYS[0], args.phys_draws, PHYS[2])
     energy = IsingRelaxed(L, ISING_TC)
     d, tinfo = train(L, 3000, seed=0, flow_dir=args.flow_dir)
     q = d.guide.distribution()
     rows = []
-    pyro.set_rng_seed(1)
-    res = physical_nuts(energy, PHYS[1], PHYS[2], num_chains=PHYS[0], init=q)
-    rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                        hmc_extra(res)))
-    pyro.set_rng_seed(3)
-    res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
-                             adapt_step_size=True, keep_samples=False)
-    rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                        hmc_extra(res)))
-    pyro.set_rng_seed(2)
-    res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False)
-    rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                        hmc_extra(res)))
+    if "physical_nuts" in args.methods:
+        pyro.set_rng_seed(1 + args.seed)
+        res = physical_nuts(energy, phys[1], phys[2], num_chains=phys[0], init=q)
+        rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                            hmc_extra(res)))
+    if "latent_hmc_walkers" in args.methods:
+        pyro.set_rng_seed(3 + args.seed)
+        res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
+                                 adapt_step_size=True, keep_samples=False)
+        rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                            hmc_extra(res)))
+    if "latent_nuts" in args.methods:
+        pyro.set_rng_seed(2 + args.seed)
+        res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False)
+        rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                            hmc_extra(res)))
     ref = wolff_ising(L, ISING_TC, n_updates=20_000, seed=0)
-    base = rows[0]["m2_ess_per_grad"]
     by = {r["method"]: r for r in rows}
-    headline = {
-        "L16_ess_per_grad_ratio_latent_nuts_vs_physical_nuts": by["latent_nuts"]["m2_ess_per_grad"] / base,
-        "L16_ess_per_grad_ratio_latent_hmc_walkers_vs_physical_nuts": by["latent_hmc_walkers"]["m2_ess_per_grad"]
-        / base,
+    headline: dict[str, float] = {}
+    if "physical_nuts" in by:
+        base = by["physical_nuts"]["m2_ess_per_grad"]
+        headline.update({f"L16_ess_per_grad_ratio_{m}_vs_physical_nuts": by[m]["m2_ess_per_grad"] / base
+                         for m in by if m != "physical_nuts"})
+    headline.update({
         **{f"L16_{m}_m2_ess": by[m]["m2_ess"] for m in by},
         **{f"L16_{m}_m2_ess_per_grad": by[m]["m2_ess_per_grad"] for m in by},
         **{f"L16_m2_{m}": by[m]["m2_mean"] for m in by},
         **{f"L16_m2_{m}_err": by[m]["m2_err"] for m in by},
         "L16_m2_reference_wolff": ref.m2,
         "L16_m2_reference_wolff_err": ref.m2_err,
-    }
+    })
     for k, v in headline.items():
         print(f"{k}: {v:.4g}")
     settings = {"L": L, "temperature": ISING_TC, "train_steps": 3000, "flow": "neural_rg defaults (head='tanh')",
-                "physical_nuts": "{} chains x {} after {}".format(*PHYS),
+                "seed_offset": args.seed, "methods": args.methods,
+                "physical_nuts": "{} chains x {} after {}".format(*phys),
                 "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
                     *WALK),
                 "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1}
-    write_result("sampling_l16_long", settings, {"training": tinfo, "rows": rows}, headline)
+    default = args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
+    name = "sampling_l16_long" if default else f"sampling_l16_long_{'_'.join(args.methods)}_seed{args.seed}"
+    write_result(name, settings, {"training": tinfo, "rows": rows}, headline)
 
 
 if __name__ == "__main__":

@@ -271,7 +271,7 @@ def hierarchical_flow(
         head_terms: tanh terms of ``head="tanh"`` (:class:`~pyro_nrg.transforms.OddTanhSum`: smooth, so latent
             HMC keeps a smooth potential; same F_q gain as the spline in a 300-s test at L=8).
         coupling: ``"affine"`` (RealNVP, the paper's) or ``"tanh"``
-            (:class:`~pyro_nrg.transforms.MaskedTanhCoupling`: smooth, conditionals that can be bimodal, about 1.8×
+            (:class:`~pyro_nrg.transforms.MaskedTanhCoupling`: smooth, conditionals that can be bimodal, 2.0–2.4×
             the step time).
         coupling_terms: tanh terms per variable of ``coupling="tanh"``.
     """
