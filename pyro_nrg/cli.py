@@ -57,7 +57,8 @@ def _common(p: argparse.ArgumentParser, default_dtype: str = "float32") -> None:
     g.add_argument("--out", type=Path, default=None,
                    help="run folder (default runs/<study>-<settings>-<date-time>)")
     g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (lattice studies)")
+                   help="continue the run in --out from its last checkpoint, with the flow it was made with "
+                        "(lattice studies)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or log messages; only the summary")
 
 

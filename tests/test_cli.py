@@ -103,6 +103,22 @@ def test_cli_refuses_to_overwrite_a_run_without_resume(tmp_path: Path, capsys) -
     assert "resume" in capsys.readouterr().err
 
 
+def test_cli_resume_uses_the_runs_own_flow(tmp_path: Path, caplog) -> None:
+    """A run made with other flow options (here the head of older versions, saved without the head/coupling keys
+    as they wrote config.json) resumes without repeating them; the options' flow is ignored, with a warning."""
+    out = tmp_path / "run"
+    fewer = [("3" if prev == "--steps" else a) for prev, a in zip(["", *TINY[:-1]], TINY, strict=True)]
+    assert main([*fewer, "--head", "none", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["flow"] = {k: v for k, v in cfg["flow"].items() if not k.startswith(("head", "coupling"))}
+    (out / "config.json").write_text(json.dumps(cfg))
+    with caplog.at_level("WARNING", logger="pyro_nrg"):
+        assert main([*TINY, "--out", str(out), "--resume"]) == 0
+    assert "head='none'" in caplog.text and "head='tanh'" in caplog.text
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    assert json.loads((out / "config.json").read_text())["flow"]["head"] == "none"
+
+
 def test_readme_quick_start_runs() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S)

@@ -16,10 +16,12 @@ Phases (each with a progress bar on a terminal):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +29,7 @@ import torch
 from ..diagnostics import sampling_efficiency, to_inference_data
 from ..energies import ISING_TC, IsingRelaxed, Phi4, wolff_ising
 from ..errors import NoExactSolutionError, NotPositiveDefiniteError
-from ..flows import NeuralRGConfig, neural_rg
+from ..flows import NeuralRGConfig, neural_rg, normalized_flow_config
 from ..infer import coverage_check, distill, flow_mh
 from ..infer.distributed import init_from_environment
 from ..infer.latent import latent_hmc_walkers, physical_nuts
@@ -116,6 +118,27 @@ def _exact_f(energy: Any) -> float | None:
         return None
 
 
+def _flow_config(args: argparse.Namespace, out: Any) -> NeuralRGConfig:
+    """The flow of this run: from the options, or, with ``--resume``, from the run's own ``config.json`` (the flow
+    the checkpoint was made with, older versions' missing fields filled as those flows had them), so a run started
+    under other defaults resumes without repeating its options; differing flow options are ignored, with a warning."""
+    asked = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings,
+                           hidden=args.hidden, head=args.head, coupling=args.coupling)
+    saved_path = Path(out) / "config.json"
+    if not (args.resume and saved_path.exists()):
+        return asked
+    saved = json.loads(saved_path.read_text()).get("flow", {})
+    if saved.get("kind") != "neural_rg":
+        return asked
+    cfg = NeuralRGConfig.from_dict(normalized_flow_config(saved))
+    differ = {k: (v, getattr(cfg, k)) for k, v in asked.to_dict().items() if getattr(cfg, k) != v}
+    if differ:
+        logger.warning("resuming with the run's own flow (%s); the options asked for %s",
+                       ", ".join(f"{k}={b!r}" for k, (_, b) in differ.items()),
+                       ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items()))
+    return cfg
+
+
 def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     """Run the ``ising``/``phi4`` study described by the parsed options (``None`` on ranks other than 0)."""
     from .. import plotting
@@ -124,16 +147,15 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     torch.set_default_dtype(dtype)
     show = not args.quiet and sys.stderr.isatty()
     energy = _energy(args, dtype)
-    cfg = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings, hidden=args.hidden,
-                         head=args.head, coupling=args.coupling)
-    torch.manual_seed(args.seed)
-    flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
     rank, world = init_from_environment()
     out = args.out
     if world > 1:  # every rank must use rank 0's folder
         box = [str(out)]
         torch.distributed.broadcast_object_list(box, src=0)
         out = type(args.out)(box[0])
+    cfg = _flow_config(args, out)
+    torch.manual_seed(args.seed)
+    flow = neural_rg(cfg).to(device=args.device, dtype=dtype)
     run = RunFolder(out, resume=args.resume) if rank == 0 else None
     if world > 1:
         torch.distributed.barrier()
