@@ -12,7 +12,15 @@ from .coupling import (
     masked_affine_coupling,
     masked_tanh_coupling,
 )
-from .elementwise import ElementwiseSpline, OddTanhSum, elementwise_spline, rq_spline, solve_increasing
+from .elementwise import (
+    ElementwiseSpline,
+    OddTanhSum,
+    elementwise_spline,
+    invert_increasing,
+    rq_spline,
+    solve_increasing,
+    tanh_sum,
+)
 from .hierarchical import HierarchicalFlow, hierarchical_flow
 from .symplectic import (
     LinearSymplectic,
@@ -57,6 +65,8 @@ __all__ = [
     "elementwise_spline",
     "rq_spline",
     "solve_increasing",
+    "invert_increasing",
+    "tanh_sum",
     "SymplecticTransform",
     "LinearSymplectic",
     "SymplecticLinearMap",
