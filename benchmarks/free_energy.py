@@ -2,12 +2,14 @@
 
 For L = 4, 8, 16 at T_c (and a temperature sweep at L = 8): train with ``distill`` under a wall-time budget, then
 estimate in float64 from fresh samples: the variational F_q, the importance-sampled F = -T ln Z with its error,
-ESS/N, PSIS k-hat, and the flow-MH acceptance. Relative errors are against the exact ln Z of the *relaxed* model
-(Kaufman's finite-lattice Ising solution plus the relaxation constant); the same absolute errors relative to the
-Ising free energy are reported too. Also: the training step time of our flow against a Pyro ``affine_coupling``
-stack of equal parameter count and batch, and the L=16 / L=8 step-time ratio.
+ESS/N, PSIS k-hat, the flow-MH acceptance, and the annealed-importance-sampling (AIS) F = -T ln Z that starts
+from the same flow (``pyro_nrg.infer.annealed_importance_sampling``) with its error, ESS/N and cost. Relative
+errors are against the exact ln Z of the *relaxed* model (Kaufman's finite-lattice Ising solution plus the
+relaxation constant); the same absolute errors relative to the Ising free energy are reported too. Also: the
+training step time of our flow against a Pyro ``affine_coupling`` stack of equal parameter count and batch, and
+the L=16 / L=8 step-time ratio.
 
-    python benchmarks/free_energy.py            # full run (about 40 minutes on 2 CPU cores)
+    python benchmarks/free_energy.py            # full run (about an hour on one core)
     python benchmarks/free_energy.py --quick    # a few minutes, CI-sized
 """
 
@@ -29,14 +31,15 @@ from _common import median_time, table, write_result  # noqa: E402
 
 from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import DistillConfig, Distiller, flow_mh  # noqa: E402
+from pyro_nrg.infer import DistillConfig, Distiller, annealed_importance_sampling, flow_mh  # noqa: E402
 from pyro_nrg.transforms import TransformBlock  # noqa: E402
 
 
 def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 0,
-          n_eval: int = 16384, mh: bool = False, gradient: str = "path", head: str = "tanh", **flow_kw) -> dict:
+          n_eval: int = 16384, mh: bool = False, gradient: str = "path", head: str = "tanh",
+          ais: tuple[int, int] | None = None, **flow_kw) -> dict:
     """Distil for ``budget_s`` seconds: the step count is calibrated from the first 20 steps so that the cosine
-    schedule ends when the budget does."""
+    schedule ends when the budget does. ``ais=(particles, temperatures)`` adds the annealed-IS estimate."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
     flow = neural_rg(L=L, head=head, **flow_kw)
@@ -62,6 +65,16 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
         "is_rel_err_vs_ising": (est.f_is + T * energy.log_z()) / abs(f_ising),
         "ess_fraction": est.ess_fraction, "khat": est.khat, "flow_params": sum(p.numel() for p in flow.parameters()),
     }
+    if ais is not None:
+        a = annealed_importance_sampling(energy, d.guide, num_particles=ais[0], num_temperatures=ais[1],
+                                         batch_size=512)
+        ea = a.estimate(energy.log_z())
+        out.update(ais_particles=ais[0], ais_temperatures=ais[1], ais_grads_per_particle=a.grad_evals_per_particle,
+                   ais_seconds=a.seconds, ais_step_size=a.step_size, ais_acceptance=float(a.acceptance.mean()),
+                   f_ais=ea.f_is, f_ais_err=ea.f_is_err, ais_rel_err=ea.is_rel_err, ais_sigma=ea.is_sigma,
+                   ais_sigma_rel=ea.f_is_err / abs(ea.f_is), ais_ess_fraction=ea.ess_fraction, ais_khat=ea.khat,
+                   ais_work_bound_rel_err=ea.fq_rel_err, m2_ais=a.observables()["m2"][0],
+                   m2_ais_err=a.observables()["m2"][1])
     if mh:
         res = flow_mh(energy, d.guide.distribution(), n_walkers=512, n_steps=200, warmup=20)
         m2 = energy.m2_improved(res.samples).mean(1)
@@ -120,12 +133,16 @@ def main() -> None:
     runs = []
     print("training ...", flush=True)
     h = args.head
-    runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True, head=h))
-    runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True, head=h))
-    runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192, head=h))
+    runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True, head=h,
+                      ais=(4096, 32) if not q else (256, 8)))
+    runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True, head=h,
+                      ais=(2048, 64) if not q else (256, 8)))
+    runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192, head=h,
+                      ais=(1024, 64) if not q else (128, 4)))
     sweep = []
     for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
-        sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3, head=h))
+        sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3, head=h,
+                           ais=(1024, 32) if not q else (128, 4)))
     ablation = []
     if args.budget_ablation > 0 and h != "none":  # the same L=8 training with and without the head
         for head in ("none", h):
@@ -135,10 +152,12 @@ def main() -> None:
                   f"({ablation[-1]['steps']} steps)", flush=True)
     rows = [(f"{r['L']}", f"{r['T']:.4f}", f"{r['steps']}", f"{r['train_seconds']:.0f}", f"{r['fq_rel_err']:.2e}",
              f"{r['is_rel_err']:+.2e}", f"{r['is_sigma']:+.2f}", f"{r['fq_rel_err_vs_ising']:.2e}",
-             f"{r['ess_fraction']:.3f}", f"{r['khat']:.2f}", f"{r.get('flow_mh_acceptance', float('nan')):.3f}")
+             f"{r['ess_fraction']:.3f}", f"{r['khat']:.2f}", f"{r.get('flow_mh_acceptance', float('nan')):.3f}",
+             f"{r['ais_rel_err']:+.2e}", f"{r['ais_sigma']:+.2f}", f"{r['ais_ess_fraction']:.3f}",
+             f"{r['ais_seconds']:.0f}")
             for r in runs + sweep]
     print(table(rows, ("L", "T", "steps", "train s", "F_q rel", "F_IS rel", "IS sigma", "F_q rel (Ising)",
-                       "ESS/N", "k-hat", "MH acc")))
+                       "ESS/N", "k-hat", "MH acc", "F_AIS rel", "AIS sigma", "AIS ESS/N", "AIS s")))
     t8_ours, p8 = step_time(8, 256, False, h)
     t8_pyro, p8p = step_time(8, 256, True, h)
     t16_ours, _ = step_time(16, 256, False, h)
@@ -151,7 +170,10 @@ def main() -> None:
          "budget_sweep_s": args.budget_sweep, "z2_symmetric": True, "gradient": "path",
          "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
          "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}",
-         "budget_ablation_s": args.budget_ablation},
+         "budget_ablation_s": args.budget_ablation,
+         "ais": "annealed_importance_sampling defaults (sigmoid schedule, 1 HMC transition of 5 leapfrog steps "
+                "per temperature, step size from a 128-particle pilot, Z2 sector function); (particles, "
+                "temperatures) L4 (4096, 32), L8 (2048, 64), L16 (1024, 64), sweep (1024, 32)"},
         {"runs": runs, "sweep_L8": sweep, "ablation_head_L8": ablation,
          "step_time_L8_ours_s": t8_ours, "step_time_L8_pyro_s": t8_pyro,
          "step_time_L16_ours_s": t16_ours, "params_L8_ours": p8, "params_L8_pyro": p8p},
@@ -159,6 +181,9 @@ def main() -> None:
             "L8_fq_rel_err": l8["fq_rel_err"], "L8_is_rel_err": l8["is_rel_err"], "L8_is_sigma_rel": l8["is_sigma_rel"],
             "L8_is_sigma": l8["is_sigma"], "L8_train_seconds": l8["train_seconds"], "L16_fq_rel_err": l16["fq_rel_err"],
             "L16_train_seconds": l16["train_seconds"], "L8_flow_mh_acceptance": l8["flow_mh_acceptance"],
+            "L8_ais_rel_err": l8["ais_rel_err"], "L8_ais_sigma": l8["ais_sigma"],
+            "L8_ais_sigma_rel": l8["ais_sigma_rel"], "L8_ais_ess_fraction": l8["ais_ess_fraction"],
+            "L16_ais_rel_err": l16["ais_rel_err"], "L16_ais_sigma": l16["ais_sigma"],
             "step_time_ratio_vs_pyro_affine_coupling": t8_ours / t8_pyro,
             "step_time_ratio_L16_over_L8": t16_ours / t8_ours,
             **({"L8_ablation_fq_rel_err_no_head": ablation[0]["fq_rel_err"],

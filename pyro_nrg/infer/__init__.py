@@ -1,5 +1,6 @@
 """Inference: energies as Pyro models, flow guides, distillation (SVI), estimators, flow-proposal MCMC."""
 
+from .ais import AISResult, annealed_importance_sampling, annealing_schedule, fit_sector_sharpness
 from .canonical import (
     DensityConfig,
     DensityResult,
@@ -49,6 +50,10 @@ from .latent import (
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
 
 __all__ = [
+    "AISResult",
+    "annealed_importance_sampling",
+    "annealing_schedule",
+    "fit_sector_sharpness",
     "RenormalizedPotential",
     "SamplingResult",
     "hmc_walkers",

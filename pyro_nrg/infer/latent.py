@@ -705,6 +705,53 @@ class _DualAveraging:
         return math.exp(self.log_eps_bar)
 
 
+def _where_batch(cond: torch.Tensor, new: Any, old: Any) -> Any:
+    """``torch.where`` over the leading batch dimension of a tensor or a tuple of tensors."""
+    if isinstance(new, tuple):
+        return tuple(_where_batch(cond, n, o) for n, o in zip(new, old))
+    return torch.where(cond.reshape(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _hmc_step(
+    u_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, Any]],
+    q: torch.Tensor,
+    u: torch.Tensor,
+    g: torch.Tensor,
+    aux: Any,
+    eps: float,
+    num_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""One HMC transition for ``W`` walkers at once (unit mass, leapfrog, walker-wise Metropolis test).
+
+    Draws :math:`p \sim \mathcal N(0, I)`, runs ``num_steps`` leapfrog steps of size ``eps`` on
+    :math:`H = U(q) + \tfrac12|p|^2` from the cached potential ``u`` ``(W,)`` and gradient ``g`` (shape of ``q``),
+    and accepts with :math:`\min(1, e^{-\Delta H})`; a non-finite :math:`\Delta H` or position is rejected.
+    ``u_grad(q)`` returns ``(U, dU/dq, aux)``; ``aux`` (a tensor or tuple of tensors with leading dimension ``W``)
+    travels with the state.
+
+    Returns:
+        ``(q, u, g, aux, accept_prob, accepted, finite, dH)`` after the test; ``dH`` is ``inf`` where not finite.
+    """
+    W = q.shape[0]
+    red = tuple(range(1, q.dim()))
+    p = torch.randn_like(q)
+    h0 = u.to(torch.float64) + 0.5 * p.to(torch.float64).square().sum(red)
+    qn, pn, gn = q, p - 0.5 * eps * g, g
+    un, auxn = u, aux
+    for s in range(num_steps):
+        qn = qn + eps * pn
+        un, gn, auxn = u_grad(qn)
+        pn = pn - (eps if s < num_steps - 1 else 0.5 * eps) * gn
+    h1 = un.to(torch.float64) + 0.5 * pn.to(torch.float64).square().sum(red)
+    dh = h1 - h0
+    finite = torch.isfinite(dh) & torch.isfinite(qn.reshape(W, -1)).all(-1)
+    dh = torch.where(finite, dh, torch.full_like(dh, float("inf")))
+    accept_prob = torch.exp(-dh.clamp(min=0.0))
+    accept = torch.rand(W, dtype=torch.float64, device=dh.device) < accept_prob
+    return (_where_batch(accept, qn, q), torch.where(accept, un, u), _where_batch(accept, gn, g),
+            _where_batch(accept, auxn, aux), accept_prob, accept, finite, dh)
+
+
 def hmc_walkers(
     potential: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     init: torch.Tensor,
@@ -761,8 +808,6 @@ def hmc_walkers(
         NonFiniteError: a walker starts at a NaN/inf point or potential.
     """
     q = init.detach().clone()
-    W = q.shape[0]
-    red = tuple(range(1, q.dim()))
 
     def u_grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
@@ -787,25 +832,7 @@ def hmc_walkers(
             if adapter is not None:
                 eps = adapter.final
             t_sample = time.perf_counter()
-        p = torch.randn_like(q)
-        h0 = u.to(torch.float64) + 0.5 * p.to(torch.float64).square().sum(red)
-        qn, pn, gn = q, p - 0.5 * eps * g, g
-        un, auxn = u, aux
-        for s in range(num_steps):
-            qn = qn + eps * pn
-            un, gn, auxn = u_grad(qn)
-            pn = pn - (eps if s < num_steps - 1 else 0.5 * eps) * gn
-        h1 = un.to(torch.float64) + 0.5 * pn.to(torch.float64).square().sum(red)
-        dh = h1 - h0
-        finite = torch.isfinite(dh) & torch.isfinite(qn.reshape(W, -1)).all(-1)
-        dh = torch.where(finite, dh, torch.full_like(dh, float("inf")))
-        accept_prob = torch.exp(-dh.clamp(min=0.0))
-        accept = torch.rand(W, dtype=torch.float64, device=dh.device) < accept_prob
-        mask = accept.reshape(W, *([1] * (q.dim() - 1)))
-        q = torch.where(mask, qn, q)
-        g = torch.where(mask, gn, g)
-        u = torch.where(accept, un, u)
-        aux = torch.where(accept.reshape(W, *([1] * (aux.dim() - 1))), auxn, aux)
+        q, u, g, aux, accept_prob, accept, finite, dh = _hmc_step(u_grad, q, u, g, aux, eps, num_steps)
         eps_hist.append(eps)
         if progress and it % 10 == 0:
             bar.set_postfix(acc=f"{float(accept_prob.mean()):.2f}", eps=f"{eps:.3g}", refresh=False)
