@@ -8,6 +8,7 @@ sample the relaxed Ising model at T_c. About 40 minutes on one core.
 
     OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
     python benchmarks/sampling_l16_long.py --methods physical_nuts --seed 10 --phys-draws 6000   # a replicate
+    python benchmarks/sampling_l16_long.py --pool      # pool every saved run: results/sampling_l16_pooled.json
 
 
 Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the ESS behind them, <m^2>); other
@@ -17,6 +18,7 @@ Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import table, write_result  # noqa: E402
 from sampling import figures, hmc_extra, train  # noqa: E402
 
 from pyro_nrg.diagnostics import to_inference_data  # noqa: E402
@@ -35,6 +37,39 @@ PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walke
 
 
 METHODS = ("physical_nuts", "latent_hmc_walkers", "latent_nuts")
+TRAIN_STEPS = 3000
+
+
+def pool() -> None:
+    """Pool replicate runs: per (method, flow training steps), total ESS(m^2) / total gradients, and each ratio
+    against pooled physical NUTS (whose chains do not depend on the flow beyond their starting points)."""
+    results = Path(__file__).resolve().parent / "results"
+    groups: dict[tuple[str, int], dict[str, float]] = {}
+    files = sorted(results.glob("sampling_l16_long*.json"))
+    for f in files:
+        blob = json.loads(f.read_text())
+        steps = int(blob["settings"].get("train_steps", TRAIN_STEPS))
+        for r in blob["figures"]["rows"]:
+            key = (r["method"], 0 if r["method"] == "physical_nuts" else steps)
+            g = groups.setdefault(key, {"ess": 0.0, "grads": 0.0, "runs": 0, "m2_w": 0.0, "w": 0.0})
+            g["ess"] += r["m2_ess"]
+            g["grads"] += r["grad_evals"]
+            g["runs"] += 1
+            g["m2_w"] += r["m2_mean"] / r["m2_err"] ** 2
+            g["w"] += 1 / r["m2_err"] ** 2
+    phys = groups[("physical_nuts", 0)]
+    base = phys["ess"] / phys["grads"]
+    rows, headline = [], {"L16_physical_nuts_pooled_ess_per_grad": base, "L16_physical_nuts_runs": phys["runs"]}
+    for (m, steps), g in sorted(groups.items()):
+        epg = g["ess"] / g["grads"]
+        m2, m2_err = g["m2_w"] / g["w"], g["w"] ** -0.5
+        rows.append((m, str(steps or "-"), str(g["runs"]), f"{g['ess']:.0f}", f"{g['grads']:.3g}", f"{epg:.3g}",
+                     f"{epg / base:.2f}", f"{m2:.4f}±{m2_err:.4f}"))
+        if m != "physical_nuts":
+            headline[f"L16_ess_per_grad_ratio_{m}_train{steps}_vs_physical_nuts_pooled"] = epg / base
+            headline[f"L16_{m}_train{steps}_pooled_ess"] = g["ess"]
+    print(table(rows, ("method", "flow steps", "runs", "ESS(m2)", "grads", "ESS/grad", "ratio", "<m2> (inv-var)")))
+    write_result("sampling_l16_pooled", {"files": [f.name for f in files]}, {"rows": rows}, headline)
 
 
 def main() -> None:
@@ -44,12 +79,20 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="samplers to run")
     ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
     ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
+    ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS,
+                    help=f"distillation steps of the flow ({TRAIN_STEPS}, as in sampling.py)")
+    ap.add_argument("--pool", action="store_true",
+                    help="sample nothing: pool the ESS and gradients of every saved run (results/sampling_l16_long*"
+                         ".json) per method and flow, and write sampling_l16_pooled.json")
     args = ap.parse_args()
+    if args.pool:
+        pool()
+        return
     torch.set_num_threads(1)
     L = 16
     phys = (PHYS[0], args.phys_draws, PHYS[2])
     energy = IsingRelaxed(L, ISING_TC)
-    d, tinfo = train(L, 3000, seed=0, flow_dir=args.flow_dir)
+    d, tinfo = train(L, args.train_steps, seed=0, flow_dir=args.flow_dir)
     q = d.guide.distribution()
     rows = []
     if "physical_nuts" in args.methods:
@@ -85,7 +128,8 @@ def main() -> None:
     })
     for k, v in headline.items():
         print(f"{k}: {v:.4g}")
-    settings = {"L": L, "temperature": ISING_TC, "train_steps": 3000, "flow": "neural_rg defaults (head='tanh')",
+    settings = {"L": L, "temperature": ISING_TC, "train_steps": args.train_steps,
+                "flow": "neural_rg defaults (head='tanh')",
                 "seed_offset": args.seed, "methods": args.methods,
                 "physical_nuts": "{} chains x {} after {}".format(*phys),
                 "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
@@ -93,6 +137,8 @@ def main() -> None:
                 "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1}
     default = args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
     name = "sampling_l16_long" if default else f"sampling_l16_long_{'_'.join(args.methods)}_seed{args.seed}"
+    if args.train_steps != TRAIN_STEPS:
+        name += f"_train{args.train_steps}"
     write_result(name, settings, {"training": tinfo, "rows": rows}, headline)
 
 

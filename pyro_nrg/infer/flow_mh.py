@@ -24,7 +24,7 @@ import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from tqdm.auto import tqdm
 
-from ..errors import NonFiniteError
+from ..errors import EventShapeError, NonFiniteError
 from .estimators import log_weights
 
 __all__ = ["FlowIndependenceMH", "FlowMHResult", "flow_mh"]
@@ -129,10 +129,11 @@ def flow_mh(
     warmup: int = 100,
     keep_samples: bool = True,
     progress: bool = False,
+    init: torch.Tensor | None = None,
 ) -> FlowMHResult:
     r"""Run ``n_walkers`` independent flow-MH chains in one batch (one proposal batch per step).
 
-    Each walker starts from a proposal draw; ``warmup`` steps are discarded.
+    Each walker starts from a proposal draw (or from ``init``); ``warmup`` steps are discarded.
 
     Burn-in matters more than it seems: a walker that starts from :math:`q` is distributed as :math:`q`, not as
     :math:`p`, and it reaches the rare high-weight states that :math:`q` under-samples only by proposing them, so
@@ -149,13 +150,32 @@ def flow_mh(
         warmup: discarded steps per walker.
         keep_samples: keep the configurations ``(W, n_steps, *event)`` (otherwise ``samples`` is empty).
         progress: a tqdm bar over steps showing the running acceptance.
+        init: starting configurations ``(n_walkers, *event_shape)`` instead of proposal draws. Started from draws
+            of :math:`p` itself (e.g. the last states of independent :func:`~pyro_nrg.infer.latent_hmc_walkers`),
+            every chain is stationary from its first step, so the estimate is unbiased at any length even where
+            :math:`q` misses part of :math:`p`: a walker that starts there holds its state until the flow proposes
+            something as likely, and ArviZ's between-chain variance turns that into an honest error bar.
 
     Returns:
         :class:`FlowMHResult`.
+
+    Raises:
+        EventShapeError: ``init`` does not have shape ``(n_walkers, *event_shape)``.
+        NonFiniteError: an ``init`` configuration has a NaN/inf log-weight.
     """
     event_dim = len(proposal.event_shape)
-    x = proposal.sample((n_walkers,))
+    if init is None:
+        x = proposal.sample((n_walkers,))
+    else:
+        want = (n_walkers, *proposal.event_shape)
+        if tuple(init.shape) != want:
+            raise EventShapeError(f"init must have shape {want} (n_walkers, *event_shape), got {tuple(init.shape)}")
+        x = init.detach().clone()
     lw = log_weights(energy, proposal, x)
+    if init is not None and not bool(torch.isfinite(lw).all()):
+        bad = int((~torch.isfinite(lw)).sum())
+        raise NonFiniteError(f"{bad} of {n_walkers} init configurations have a NaN/inf log-weight -beta E - ln q: "
+                             "start from finite configurations (or leave init=None to start from the flow)")
     xs, accs, lws = [], [], []
     n_acc = 0.0
     bar = tqdm(total=warmup + n_steps, disable=not progress, desc="flow-MH", leave=False)
