@@ -12,7 +12,8 @@ import pytest
 from pyro_nrg.cli import main
 
 TINY = ["--L", "4", "--steps", "6", "--batch", "16", "--eval-samples", "256", "--walkers", "8", "--mh-steps", "5",
-        "--hmc-walkers", "3", "--hmc-samples", "6", "--nuts-chains", "2", "--nuts-samples", "6", "--quiet"]
+        "--hmc-walkers", "3", "--hmc-samples", "6", "--nuts-chains", "2", "--nuts-samples", "6",
+        "--ais-particles", "32", "--ais-temperatures", "3", "--quiet"]
 RUN_FILES = ("options.json", "config.json", "metrics.jsonl", "checks.jsonl", "checkpoint.pt", "summary.json",
              "report.md", "training.png", "observables.png", "configurations.png", "autocorr.png", "trace.png",
              "renormalized.png", "flow_mh.nc", "latent_hmc.nc", "physical_nuts.nc")
@@ -30,6 +31,9 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
     printed = capsys.readouterr().out
     assert "report:" in printed and "importance-sampled F" in printed and "physical NUTS" in printed
+    assert "annealed-IS F (3 temperatures)" in printed
+    ais = summary["annealed_importance_sampling"]
+    assert ais["n"] == 32 and ais["grad_evals_per_particle"] == 1 + 3 * 5 and ais["exact_log_z"] is not None
     report = (out / "report.md").read_text()
     for png in (n for n in RUN_FILES if n.endswith(".png")):
         assert f"]({png})" in report, png  # every figure is linked from the report
