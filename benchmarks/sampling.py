@@ -8,7 +8,9 @@ symmetrization), then the same relaxed-Ising target is sampled by
 * latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
   0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85, where benchmarks/walker_tuning.py
   finds the best ESS(m^2) per gradient: 4.8x that of acceptance 0.65 at L=8), one ArviZ chain per walker;
-* flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes).
+* flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes), started from
+  flow draws (the usual way) and, as ``flow_mh_stationary_start``, from the walkers' final states: chains that
+  start in equilibrium stay there, so that estimate is unbiased even where the flow misses part of p.
 
 Reported per method: ESS (ArviZ bulk) of m^2 (improved estimator) and of the Ising energy per site, per second of
 sampling and per gradient evaluation (Pyro potential calls, counted; walkers: walkers x leapfrog steps), the
@@ -45,7 +47,7 @@ from pyro_nrg.infer import DistillConfig, Distiller, coverage_check, flow_mh  # 
 from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
 from pyro_nrg.studies.lattice import MIN_RELIABLE_ESS  # noqa: E402
 
-METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh")
+METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh", "flow_mh_stationary_start")
 
 
 def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
@@ -124,6 +126,7 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
                              keep_samples=True)
     # does the flow cover p? log-weights of the walkers' draws (which do not rely on q's coverage) vs flow draws
     coverage = coverage_check(energy, q, res.samples, n_proposal=8192).to_dict()
+    walker_ends = res.samples[: s["mh_walkers"], -1].clone()  # independent draws of p (one per walker)
     res.samples = None
     rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))
@@ -138,6 +141,17 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
     mh_s *= s["mh_steps"] / (s["mh_steps"] + s["mh_warmup"])  # the sampling phase's share
     row = figures("flow_mh", to_inference_data(mh, energy=energy), mh_s, 0,
                   {"flow_passes": s["mh_walkers"] * s["mh_steps"], "divergences": 0})
+    row["m2_ess_per_flow_pass"] = row["m2_ess"] / row["flow_passes"]
+    rows.append(row)
+    # the same chains started from the walkers' final states: stationary from the first step, so unbiased even
+    # where q misses part of p (walkers that start in the hole stick there, and ArviZ's errors show it)
+    pyro.set_rng_seed(seed + 5)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        mh = flow_mh(energy, q, n_walkers=walker_ends.shape[0], n_steps=s["mh_steps"], warmup=0, init=walker_ends)
+        mh_s = time.perf_counter() - t0
+    row = figures("flow_mh_stationary_start", to_inference_data(mh, energy=energy), mh_s, 0,
+                  {"flow_passes": walker_ends.shape[0] * s["mh_steps"], "divergences": 0})
     row["m2_ess_per_flow_pass"] = row["m2_ess"] / row["flow_passes"]
     rows.append(row)
     print(f"  L={L} flow-MH done", flush=True)
@@ -237,9 +251,12 @@ def main() -> None:
         "L16_m2_reference_wolff": results[16]["reference_wolff"]["m2"],
         "L16_m2_reference_wolff_err": results[16]["reference_wolff"]["m2_err"],
         "max_abs_z_m2_vs_reference_hmc_methods": max(abs(r["m2_z_vs_reference"]) for x in results.values()
-                                                     for r in x["rows"] if r["method"] != "flow_mh"),
-        "max_abs_z_m2_vs_reference_flow_mh": max(abs(r["m2_z_vs_reference"]) for x in results.values()
-                                                 for r in x["rows"] if r["method"] == "flow_mh"),
+                                                     for r in x["rows"] if not r["method"].startswith("flow_mh")),
+        **{f"max_abs_z_m2_vs_reference_{m}": max(abs(r["m2_z_vs_reference"]) for x in results.values()
+                                                 for r in x["rows"] if r["method"] == m)
+           for m in ("flow_mh", "flow_mh_stationary_start")},
+        "L16_m2_flow_mh_stationary_start": get(16, "flow_mh_stationary_start")["m2_mean"],
+        "L16_m2_flow_mh_stationary_start_err": get(16, "flow_mh_stationary_start")["m2_err"],
         "max_abs_z_energy_vs_exact": max(abs(r["e_z_vs_exact"]) for x in results.values() for r in x["rows"]),
     }
     # a ratio is only a measurement when every ESS in it is (the CLI report's rule, MIN_RELIABLE_ESS)
