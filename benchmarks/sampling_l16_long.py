@@ -80,7 +80,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
     ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
     ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS,
-                    help=f"distillation steps of the flow ({TRAIN_STEPS}, as in sampling.py)")
+                    help=f"distillation steps of the flow (default {TRAIN_STEPS}, that of sampling_l16_long.json; "
+                         "other values add _train<steps> to the file name; sampling.py now trains 8000)")
     ap.add_argument("--pool", action="store_true",
                     help="sample nothing: pool the ESS and gradients of every saved run (results/sampling_l16_long*"
                          ".json) per method and flow, and write sampling_l16_pooled.json")
