@@ -119,6 +119,14 @@ def fit_sector_sharpness(a: torch.Tensor, ridge: float = 10.0, iters: int = 50) 
     standard deviation of ``a``) by Newton's method: the likelihood that each sample came from :math:`q` rather
     than from its mirror image, with a ridge that keeps :math:`h` smooth (:math:`|\kappa| s \lesssim` ``ridge``)
     when the flow covers one sector only. A symmetric flow gives :math:`\kappa \approx 0` (:math:`h = 1/2`).
+
+    Args:
+        a: site means :math:`\bar x` of flow samples, any shape (flattened).
+        ridge: bound on :math:`|\kappa|\,s` in units of the spread of ``a``.
+        iters: maximum Newton iterations.
+
+    Returns:
+        :math:`\kappa` (its sign picks the sector the flow favours).
     """
     a = a.detach().to(torch.float64).reshape(-1)
     s2 = float(a.var()) if a.numel() > 1 else 1.0
@@ -232,7 +240,8 @@ def annealed_importance_sampling(
             final target with ``pilot_particles`` independent particles for ``pilot_iterations`` iterations
             (independent of the estimate, which stays unbiased).
         target_accept_prob: acceptance the pilot aims at.
-        pilot_particles, pilot_iterations: size of the pilot run.
+        pilot_particles: independent particles of the step-size pilot run.
+        pilot_iterations: dual-averaging iterations of the pilot run.
         z2_symmetric: target :math:`2h e^{-\beta E}` for a :math:`Z_2`-symmetric energy (see the module
             docstring); ``None`` follows the guide (its ``z2_symmetric``, or a :class:`Z2Symmetrized`).
         batch_size: particles processed together (memory).
