@@ -192,20 +192,6 @@ class AISResult:
         return dict(self.observables_)
 
 
-def _pilot_step_size(
-    u_grad_b1: Any, z0: torch.Tensor, num_leapfrog: int, step_size: float, iters: int, target: float
-) -> float:
-    """Dual-averaged step size of HMC on the final target (b = 1), run on independent pilot particles."""
-
-    def pot(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, _, _ = u_grad_b1(z, differentiable=True)
-        return u, z
-
-    out = hmc_walkers(pot, z0, num_samples=1, warmup_steps=iters, step_size=step_size, num_steps=num_leapfrog,
-                      adapt_step_size=True, target_accept_prob=target, keep_samples=False)
-    return float(out["step_size"])
-
-
 @torch.no_grad()
 def annealed_importance_sampling(
     energy: Any,
@@ -291,17 +277,17 @@ def annealed_importance_sampling(
                 (g,) = torch.autograd.grad(lw.sum(), zr)
             return lw.detach(), g.detach(), x.detach()
 
-        def u_grad_b1(z: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, Any, Any]:
-            if differentiable:  # for the pilot, which differentiates the potential itself
-                lw, _ = log_w(z)
-                return 0.5 * z.square().sum(red) - lw, None, None
-            lw, g, x = lw_grad(z)
-            return 0.5 * z.square().sum(red) - lw, z - g, x
+        if step_size is None:  # tune on the final target with independent particles: the estimate stays unbiased
 
-        if step_size is None:
-            eps = _pilot_step_size(u_grad_b1, torch.randn(pilot_particles, *fes, dtype=dtype), num_leapfrog,
-                                   0.2, pilot_iterations, target_accept_prob)
-            pilot_grads = 1 + pilot_iterations * num_leapfrog
+            def pilot_potential(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                lw, _ = log_w(z)
+                return 0.5 * z.square().sum(red) - lw, z
+
+            pilot = hmc_walkers(pilot_potential, torch.randn(pilot_particles, *fes, dtype=dtype), num_samples=1,
+                                warmup_steps=pilot_iterations, step_size=0.2, num_steps=num_leapfrog,
+                                adapt_step_size=True, target_accept_prob=target_accept_prob, keep_samples=False)
+            eps = float(pilot["step_size"])
+            pilot_grads = int(pilot["warmup_grad_evals"]) + num_leapfrog
         else:
             eps, pilot_grads = float(step_size), 0
 
