@@ -57,6 +57,7 @@ from .latent import (
     _no_validation,
     _param_dtype,
     _to_physical,
+    _value_and_grad,
     hmc_walkers,
 )
 from .model import FlowGuide
@@ -271,11 +272,7 @@ def annealed_importance_sampling(
             return lw, x
 
         def lw_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            with torch.enable_grad():
-                zr = z.detach().requires_grad_(True)
-                lw, x = log_w(zr)
-                (g,) = torch.autograd.grad(lw.sum(), zr)
-            return lw.detach(), g.detach(), x.detach()
+            return _value_and_grad(log_w, z)
 
         if step_size is None:  # tune on the final target with independent particles: the estimate stays unbiased
 

@@ -705,6 +705,18 @@ class _DualAveraging:
         return math.exp(self.log_eps_bar)
 
 
+def _value_and_grad(
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``fn(v) = (f, aux)`` with ``f`` of shape ``(W,)``: return ``f``, :math:`\\partial f_w/\\partial v_w` (shape of
+    ``v``) and ``aux``, all detached (gradients on even under ``torch.no_grad``)."""
+    with torch.enable_grad():
+        vr = v.detach().requires_grad_(True)
+        f, aux = fn(vr)
+        (g,) = torch.autograd.grad(f.sum(), vr)
+    return f.detach(), g.detach(), aux.detach()
+
+
 def _where_batch(cond: torch.Tensor, new: Any, old: Any) -> Any:
     """``torch.where`` over the leading batch dimension of a tensor or a tuple of tensors."""
     if isinstance(new, tuple):
@@ -810,11 +822,7 @@ def hmc_walkers(
     q = init.detach().clone()
 
     def u_grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            vr = v.detach().requires_grad_(True)
-            u, aux = potential(vr)
-            (g,) = torch.autograd.grad(u.sum(), vr)
-        return u.detach(), g.detach(), aux.detach()
+        return _value_and_grad(potential, v)
 
     u, g, aux = u_grad(q)
     _check_start(q, u, "hmc_walkers")
