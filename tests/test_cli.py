@@ -46,6 +46,8 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     assert main([*more, "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 9
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 9
+    assert json.loads((out / "options.json").read_text())["steps"] == 6  # the original options stay
+    assert [r["steps"] for r in map(json.loads, (out / "resumes.jsonl").read_text().splitlines())] == [9]
 
 
 def test_cli_phi4_chain_and_ring_studies(tmp_path: Path, capsys) -> None:
@@ -105,6 +107,18 @@ def test_cli_refuses_to_overwrite_a_run_without_resume(tmp_path: Path, capsys) -
     assert main([*TINY, "--out", str(out)]) == 0
     assert main([*TINY, "--out", str(out)]) == 4
     assert "resume" in capsys.readouterr().err
+
+
+def test_cli_refused_resume_keeps_the_runs_options(tmp_path: Path, capsys) -> None:
+    """A resume whose model does not match the checkpoint is refused (exit 4) and changes nothing in the folder."""
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main([*TINY, "--T", "3.0", "--out", str(out), "--resume"]) == 4  # another model than the checkpoint's
+    err = capsys.readouterr().err
+    assert "error" in err and "checkpoint" in err.lower(), err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
 
 
 def test_cli_resume_uses_the_runs_own_flow(tmp_path: Path, caplog) -> None:

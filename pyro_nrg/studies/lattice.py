@@ -163,8 +163,9 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     run = RunFolder(out, resume=args.resume) if rank == 0 else None
     if world > 1:
         torch.distributed.barrier()
-    if run is not None:
-        run.write_json("options.json", {k: v for k, v in vars(args).items() if k != "func"})
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    if run is not None and not args.resume:  # a resume never rewrites the run's options (it may yet be refused)
+        run.write_json("options.json", options)
     z2 = not args.no_z2
     f_exact = _exact_f(energy)
     check_every = args.check_every or max(1, args.steps // 10)
@@ -192,6 +193,8 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     if rank != 0:  # evaluation and the report are rank 0's
         return None
     assert run is not None
+    if args.resume:  # the checkpoint was accepted: record this continuation beside the original options
+        run.append_jsonl("resumes.jsonl", options)
     d = result.distiller
     logger.info("estimating the free energy from %d samples", args.eval_samples)
     est = d.estimate(args.eval_samples)

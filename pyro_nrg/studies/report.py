@@ -5,6 +5,7 @@ to it) into a lab notebook, and a program can read ``summary.json``::
 
     runs/ising-L8-20261129-101500/
         options.json       the command-line options of the run (written first: marks the folder as a run)
+        resumes.jsonl      the options of each accepted --resume (options.json keeps the original ones)
         config.json        energy, flow and training configuration (checked on --resume)
         metrics.jsonl      one JSON record per training step
         checks.jsonl       periodic importance-sampled free-energy checks during training
