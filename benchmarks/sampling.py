@@ -9,6 +9,9 @@ instead of 0.002), then the same relaxed-Ising target is sampled by
 * latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
   0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85, where benchmarks/walker_tuning.py
   finds the best ESS(m^2) per gradient: 4.8x that of acceptance 0.65 at L=8), one ArviZ chain per walker;
+  both latent samplers target 2h(x) p(x) with the Z2 sector function h (pyro_nrg.infer.sector) and sign every draw
+  at random (exact), so they stay in the magnetisation sector the bare flow covers instead of crossing into the
+  other one, far out in latent space where the flow is poor;
 * flow-MH        — independence Metropolis with flow proposals (no gradients; cost = flow passes), started from
   flow draws (the usual way) and, as ``flow_mh_stationary_start``, from the walkers' final states: chains that
   start in equilibrium stay there, so that estimate is unbiased even where the flow misses part of p.
@@ -99,7 +102,7 @@ def figures(name: str, idata, seconds: float, grads: int, extra: dict) -> dict:
 def hmc_extra(res) -> dict:
     """Warm-up cost, mean step size and divergences of a SamplingResult."""
     return {"warmup_grad_evals": int(res.warmup_grad_evals.sum()), "step_size": float(res.step_size.mean()),
-            "divergences": int(res.diverging.sum())}
+            "divergences": int(res.diverging.sum()), "z2_sharpness": res.z2_sharpness}
 
 
 def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, head: str = "tanh") -> dict:

@@ -19,6 +19,7 @@ __all__ = [
     "NotNormalizableError",
     "NotPositiveDefiniteError",
     "NoExactSolutionError",
+    "NotSymmetricError",
     "DataCacheError",
     "DataSettingsError",
     "MissingDependencyError",
@@ -73,6 +74,11 @@ class NotPositiveDefiniteError(NotNormalizableError):
 
 class NoExactSolutionError(PyroNRGError, NotImplementedError):
     """No exact (closed-form or enumerable) value exists for the requested quantity at these parameters."""
+
+
+class NotSymmetricError(PyroNRGError, ValueError):
+    """A :math:`Z_2` method (sector function, symmetrized sampling) was asked of an energy with
+    :math:`E(-x) \neq E(x)`."""
 
 
 class DataCacheError(PyroNRGError, RuntimeError):

@@ -1,6 +1,6 @@
 """Inference: energies as Pyro models, flow guides, distillation (SVI), estimators, flow-proposal MCMC."""
 
-from .ais import AISResult, annealed_importance_sampling, annealing_schedule, fit_sector_sharpness
+from .ais import AISResult, annealed_importance_sampling, annealing_schedule
 from .canonical import (
     DensityConfig,
     DensityResult,
@@ -48,12 +48,14 @@ from .latent import (
     renormalized_energy,
 )
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
+from .sector import Z2Sector, fit_sector_sharpness
 
 __all__ = [
     "AISResult",
     "annealed_importance_sampling",
     "annealing_schedule",
     "fit_sector_sharpness",
+    "Z2Sector",
     "RenormalizedPotential",
     "SamplingResult",
     "hmc_walkers",

@@ -25,14 +25,12 @@ with :math:`T_b` HMC transitions that leave :math:`\pi_b` invariant (potential
 sampling. Observables are self-normalised averages of :math:`f(g(z_K))` with weights :math:`W`. The cost is
 ``num_temperatures × hmc_iterations × num_leapfrog`` energy gradients (through the flow) per particle.
 
-**Z₂ symmetry without an inverse.** A flow trained with the :math:`Z_2`-symmetrized mixture
-(:class:`pyro_nrg.distributions.Z2Symmetrized`) usually covers one magnetisation sector; its own samples then
-see only half of :math:`Z`. For an energy with :math:`E(-x) = E(x)` and any :math:`h` with
-:math:`h(x) + h(-x) = 1`, :math:`\int 2h(x)\tilde\pi(x)\,dx = Z`, so AIS targets :math:`2h\tilde\pi` instead:
-here :math:`h(x) = \sigma(\kappa\,\bar x)` with :math:`\bar x` the site mean of :math:`x` and :math:`\kappa` fitted
-on independent flow samples (a ridge logistic regression of "drawn from :math:`q`" against "mirrored"; any
-:math:`\kappa` is exact, a good one lowers the variance). The evaluation needs no flow inverse. :math:`Z_2`-even
-observables (:math:`m^2`, energy) are unchanged; the final samples get a random sign so that odd ones are too.
+**Z₂ symmetry without an inverse.** A flow trained with the :math:`Z_2`-symmetrized mixture usually covers one
+magnetisation sector; its own samples then see only half of :math:`Z`. For an energy with :math:`E(-x) = E(x)`,
+AIS targets :math:`2h\,e^{-\beta E}` instead, whose integral is :math:`Z` for any :math:`h(x) + h(-x) = 1`, with
+the sector function :math:`h(x) = \sigma(\kappa\bar x)` of :mod:`pyro_nrg.infer.sector` (:math:`\kappa` fitted
+on independent flow draws; any :math:`\kappa` is exact, a good one lowers the variance); the final samples get a
+random sign so that odd observables are right too.
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..distributions import Z2Symmetrized
 from .estimators import FreeEnergyEstimate, estimate_free_energy, importance_observables
 from .latent import (
     _check_start,
@@ -60,9 +57,9 @@ from .latent import (
     _value_and_grad,
     hmc_walkers,
 )
-from .model import FlowGuide
+from .sector import Z2Sector, z2_default
 
-__all__ = ["AISResult", "annealed_importance_sampling", "annealing_schedule", "fit_sector_sharpness"]
+__all__ = ["AISResult", "annealed_importance_sampling", "annealing_schedule"]
 
 
 def annealing_schedule(num_temperatures: int, kind: str = "sigmoid", sharpness: float = 4.0) -> torch.Tensor:
@@ -101,48 +98,6 @@ def _schedule(spec: str | Sequence[float] | torch.Tensor, K: int) -> torch.Tenso
     if b.numel() < 2 or b[0] != 0.0 or b[-1] != 1.0 or bool((b[1:] < b[:-1]).any()):
         raise ValueError(f"an explicit schedule must rise from 0 to 1 (non-decreasing), got {b.tolist()}")
     return b
-
-
-def _z2_default(guide_or_flow: Any) -> bool:
-    if isinstance(guide_or_flow, FlowGuide):
-        return bool(guide_or_flow.z2_symmetric)
-    return isinstance(guide_or_flow, Z2Symmetrized)
-
-
-def _site_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x.flatten(x.dim() - k).mean(-1) if k else x
-
-
-def fit_sector_sharpness(a: torch.Tensor, ridge: float = 10.0, iters: int = 50) -> float:
-    r"""Fit :math:`\kappa` of :math:`h(x) = \sigma(\kappa \bar x)` to site means ``a`` of flow samples.
-
-    Maximises :math:`\tfrac1n\sum_i \ln\sigma(\kappa a_i) - \kappa^2 s^2 / (2\,\text{ridge}^2)` (:math:`s` the
-    standard deviation of ``a``) by Newton's method: the likelihood that each sample came from :math:`q` rather
-    than from its mirror image, with a ridge that keeps :math:`h` smooth (:math:`|\kappa| s \lesssim` ``ridge``)
-    when the flow covers one sector only. A symmetric flow gives :math:`\kappa \approx 0` (:math:`h = 1/2`).
-
-    Args:
-        a: site means :math:`\bar x` of flow samples, any shape (flattened).
-        ridge: bound on :math:`|\kappa|\,s` in units of the spread of ``a``.
-        iters: maximum Newton iterations.
-
-    Returns:
-        :math:`\kappa` (its sign picks the sector the flow favours).
-    """
-    a = a.detach().to(torch.float64).reshape(-1)
-    s2 = float(a.var()) if a.numel() > 1 else 1.0
-    s2 = s2 if s2 > 0 else 1.0
-    lam = s2 / ridge**2
-    kappa = 0.0
-    for _ in range(iters):
-        p = torch.sigmoid(-kappa * a)  # d/dk ln sigma(k a) = a sigma(-k a)
-        grad = float((a * p).mean()) - lam * kappa
-        hess = -float((a.square() * p * (1 - p)).mean()) - lam
-        step = grad / hess
-        kappa -= step
-        if abs(step) < 1e-10 * (1 + abs(kappa)):
-            break
-    return kappa
 
 
 @dataclass
@@ -250,25 +205,22 @@ def annealed_importance_sampling(
     t0 = time.perf_counter()
     flow = _flow_of(guide_or_flow)
     fes = _flow_event_shape(flow, energy)
-    k_ev = len(tuple(energy.event_shape))
     dtype = _param_dtype(flow)
     betas = _schedule(schedule, num_temperatures)
     K = betas.numel() - 1
-    z2 = _z2_default(guide_or_flow) if z2_symmetric is None else bool(z2_symmetric)
+    z2 = z2_default(guide_or_flow) if z2_symmetric is None else bool(z2_symmetric)
     log_norm = -0.5 * math.prod(fes) * math.log(2 * math.pi)
     red = tuple(range(1, 1 + len(fes)))
 
     with _frozen(flow), _no_validation(energy):
-        kappa: float | None = None
-        if z2:
-            x_pilot, _ = _to_physical(flow, energy, torch.randn(max(pilot_particles, 512), *fes, dtype=dtype))
-            kappa = fit_sector_sharpness(_site_mean(x_pilot, k_ev))
+        sector = Z2Sector.fit(flow, energy, max(pilot_particles, 512)) if z2 else None
+        kappa = None if sector is None else sector.sharpness
 
         def log_w(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x, ldj = _to_physical(flow, energy, z)
             lw = -energy.action(x) + ldj + 0.5 * z.square().sum(red) - log_norm
-            if kappa is not None:
-                lw = lw + math.log(2.0) + torch.nn.functional.logsigmoid(kappa * _site_mean(x, k_ev))
+            if sector is not None:
+                lw = lw + sector.log_weight(x)
             return lw, x
 
         def lw_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -321,9 +273,8 @@ def annealed_importance_sampling(
 
     log_weights = torch.cat(all_lw)
     samples = torch.cat(all_x) if keep_samples else None
-    if samples is not None and kappa is not None:  # random sign: odd observables see the symmetric target
-        sign = torch.randint(0, 2, (samples.shape[0],)).to(samples.dtype) * 2 - 1
-        samples = samples * sign.reshape(-1, *([1] * (samples.dim() - 1)))
+    if samples is not None and sector is not None:  # random sign: odd observables see the symmetric target
+        samples = sector.random_sign(samples)
     obs = importance_observables(energy, samples, log_weights) if samples is not None else {}
     return AISResult(
         log_weights=log_weights,

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS
@@ -56,7 +57,8 @@ from tqdm.auto import tqdm
 
 from ..distributions import FlowDistribution, Z2Symmetrized
 from ..errors import EventShapeError, NonFiniteError
-from .model import FlowGuide, boltzmann_model
+from .model import FlowGuide, boltzmann_model, boltzmann_site
+from .sector import Z2Sector, resolve_sector
 
 __all__ = [
     "SamplingResult",
@@ -96,7 +98,11 @@ class SamplingResult:
         step_size: leapfrog step size used for each draw ``(chains, draws)``.
         num_grad_evals: potential-gradient evaluations spent on each draw ``(chains, draws)`` (after warm-up).
         warmup_grad_evals: gradient evaluations spent in set-up and warm-up, ``(chains,)``.
-        renormalized_energy: :math:`\beta E_{\rm eff}(z)` of latent draws, ``(chains, draws)`` (latent runs only).
+        renormalized_energy: the latent potential of each draw, ``(chains, draws)`` (latent runs only):
+            :math:`\beta E_{\rm eff}(z)`, minus :math:`\ln 2h(g(z))` when the run used the :math:`Z_2` sector
+            function.
+        z2_sharpness: :math:`\kappa` of the sector function :math:`h(x) = \sigma(\kappa\bar x)` the run targeted
+            :math:`2h\,p` with (its draws then carry random signs, :mod:`pyro_nrg.infer.sector`); ``None`` without.
         seconds: wall time of the whole run; sample_seconds: of the sampling phase (after warm-up).
         energy: the energy sampled (not serialised).
     """
@@ -113,6 +119,7 @@ class SamplingResult:
     num_grad_evals: torch.Tensor
     warmup_grad_evals: torch.Tensor
     renormalized_energy: torch.Tensor | None = None
+    z2_sharpness: float | None = None
     seconds: float = 0.0
     sample_seconds: float = 0.0
     energy: Any = field(default=None, repr=False)
@@ -491,6 +498,19 @@ def _guide_for(energy: Any, guide_or_flow: Any, site: str) -> FlowGuide:
     return guide
 
 
+def _sector_model(energy: Any, site: str, sector: Z2Sector | None) -> Callable[[], torch.Tensor]:
+    r"""The Boltzmann model, with the factor ``"z2_sector"`` = :math:`\ln 2h(x)` when ``sector`` is given."""
+    if sector is None:
+        return boltzmann_model(energy, site)
+
+    def model() -> torch.Tensor:
+        x = boltzmann_site(energy, site)
+        pyro.factor("z2_sector", sector.log_weight(x))
+        return x
+
+    return model
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Pyro NUTS / HMC in latent and physical space
 
@@ -512,6 +532,7 @@ def latent_nuts(
     init: Any = None,
     keep_samples: bool = True,
     keep_latent: bool = True,
+    z2_symmetric: bool | None = None,
     progress: bool = False,
 ) -> SamplingResult:
     r"""NUTS/HMC in the latent space of a trained flow via Pyro's :class:`~pyro.infer.reparam.NeuTraReparam`.
@@ -542,6 +563,10 @@ def latent_nuts(
             normal draws (so :math:`g(z_0) \sim q`).
         keep_samples: keep the physical draws (else only observables).
         keep_latent: keep the latent draws.
+        z2_symmetric: for an energy with :math:`E(-x) = E(x)`, target :math:`2h(x)\,p(x)` (the model gets the
+            factor ``"z2_sector"`` = :math:`\ln 2h`) and give each draw a random sign, so the chains stay in the
+            sector the flow covers and the signed draws follow :math:`p` exactly (:mod:`pyro_nrg.infer.sector`);
+            ``None`` follows the guide (on for a :math:`Z_2`-symmetrized one).
         progress: Pyro's progress bar.
 
     Returns:
@@ -550,6 +575,7 @@ def latent_nuts(
 
     Raises:
         NonFiniteError: a start point with NaN/inf latent or renormalized energy (before sampling starts).
+        NotSymmetricError: ``z2_symmetric`` with an energy that is not :math:`Z_2`-symmetric.
     """
     site = getattr(guide_or_flow, "site", "x") if isinstance(guide_or_flow, FlowGuide) else "x"
     guide = _guide_for(energy, guide_or_flow, site)
@@ -565,8 +591,10 @@ def latent_nuts(
         x0, ldj0 = _to_physical(flow, energy, z0)
         u0 = energy.action(x0) - ldj0
     _check_start(z0, u0, "latent_nuts")
+    with _no_validation(energy):
+        sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric)
     neutra = NeuTraReparam(guide)
-    model = poutine.reparam(boltzmann_model(energy, site), config={site: neutra})
+    model = poutine.reparam(_sector_model(energy, site, sector), config={site: neutra})
     with _frozen(flow):
         _, potential_fn, transforms, _ = initialize_model(
             model, max_plate_nesting=0, initial_params={key: z0[0]}
@@ -583,8 +611,12 @@ def latent_nuts(
             for i in range(0, flat.shape[0], 4096):
                 zc = flat[i : i + 4096]
                 x = neutra.transform_sample(zc)[site]
+                eff = energy.action(x) - _to_physical(flow, energy, zc)[1]
+                if sector is not None:
+                    eff = eff - sector.log_weight(x)
+                    x = sector.random_sign(x)
                 xs.append(x)
-                effs.append(energy.action(x) - _to_physical(flow, energy, zc)[1])
+                effs.append(eff)
     x = torch.cat(xs).reshape(num_chains, num_samples, *energy.event_shape)
     return SamplingResult(
         method=kernel,
@@ -599,6 +631,7 @@ def latent_nuts(
         num_grad_evals=out["num_grad_evals"],
         warmup_grad_evals=out["warmup_grad_evals"],
         renormalized_energy=torch.cat(effs).reshape(num_chains, num_samples).to(torch.float64),
+        z2_sharpness=None if sector is None else sector.sharpness,
         seconds=time.perf_counter() - t0,
         sample_seconds=out["sample_seconds"],
         energy=energy,
@@ -878,7 +911,9 @@ def hmc_walkers(
     }
 
 
-def _walker_result(out: dict[str, Any], space: str, energy: Any, seconds: float) -> SamplingResult:
+def _walker_result(
+    out: dict[str, Any], space: str, energy: Any, seconds: float, z2_sharpness: float | None = None
+) -> SamplingResult:
     W, D = out["accept_prob"].shape
     return SamplingResult(
         method="hmc_walkers",
@@ -893,6 +928,7 @@ def _walker_result(out: dict[str, Any], space: str, energy: Any, seconds: float)
         num_grad_evals=torch.full((W, D), out["num_grad_evals_per_draw"], dtype=torch.int64),
         warmup_grad_evals=torch.full((W,), out["warmup_grad_evals"], dtype=torch.int64),
         renormalized_energy=out["potential"] if space == "latent" else None,
+        z2_sharpness=z2_sharpness,
         seconds=seconds,
         sample_seconds=out["sample_seconds"],
         energy=energy,
@@ -913,6 +949,7 @@ def latent_hmc_walkers(
     init: Any = None,
     keep_samples: bool = True,
     keep_latent: bool = False,
+    z2_symmetric: bool | None = None,
     progress: bool = False,
 ) -> SamplingResult:
     r"""Many-walker HMC on the renormalized energy :math:`\beta E_{\rm eff}(z)` (NeuralRG's latent HMC).
@@ -929,9 +966,17 @@ def latent_hmc_walkers(
         keep_samples: keep physical draws ``(W, D, *event_shape)`` (memory: W·D·N numbers); observables are
             always recorded.
         keep_latent: keep the latent draws ``(W, D, *flow.event_shape)``.
+        z2_symmetric: for an energy with :math:`E(-x) = E(x)`, walk on :math:`\beta E_{\rm eff}(z) - \ln 2h(g(z))`
+            and give each draw a random sign: the walkers stay in the sector the flow covers instead of crossing
+            into the other one, far out in latent space where the flow is poor, and the signed draws follow
+            :math:`p` exactly (:mod:`pyro_nrg.infer.sector`); ``None`` follows the guide (on for a
+            :math:`Z_2`-symmetrized one).
 
     Returns:
-        :class:`SamplingResult` (``renormalized_energy`` = :math:`\beta E_{\rm eff}` of each draw).
+        :class:`SamplingResult` (``renormalized_energy`` = the walkers' potential of each draw).
+
+    Raises:
+        NotSymmetricError: ``z2_symmetric`` with an energy that is not :math:`Z_2`-symmetric.
     """
     from ..diagnostics import observables
 
@@ -942,16 +987,22 @@ def latent_hmc_walkers(
     if z0 is None:
         z0 = torch.randn(num_walkers, *fes, dtype=_param_dtype(flow))
 
-    def potential(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, ldj = _to_physical(flow, energy, z)
-        return energy.action(x) - ldj, x
-
     with _frozen(flow), _no_validation(energy):
+        sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric)
+
+        def potential(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, ldj = _to_physical(flow, energy, z)
+            if sector is None:
+                return energy.action(x) - ldj, x
+            # aux: the draw with a fresh random sign (an independent label of each proposal, kept on rejection)
+            return energy.action(x) - ldj - sector.log_weight(x), sector.random_sign(x.detach())
+
         out = hmc_walkers(
             potential, z0, num_samples, warmup_steps, step_size, num_steps, adapt_step_size, target_accept_prob,
             thin, lambda x: observables(energy, x), keep_samples, keep_latent, progress=progress,
         )
-    return _walker_result(out, "latent", energy, time.perf_counter() - t0)
+    kappa = None if sector is None else sector.sharpness
+    return _walker_result(out, "latent", energy, time.perf_counter() - t0, kappa)
 
 
 def physical_hmc_walkers(
