@@ -142,3 +142,17 @@ def test_readme_quick_start_runs() -> None:
     code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code is not None, "README has no python quick-start block"
     exec(compile(code.group(1), "README.md", "exec"), {})
+
+
+def test_flow_mh_starts_are_distinct_late_draws_of_every_chain() -> None:
+    import torch
+
+    from pyro_nrg.studies.lattice import stationary_starts
+
+    draws = torch.arange(3 * 10 * 2, dtype=torch.float64).reshape(3, 10, 2)
+    starts = stationary_starts(draws, 7)
+    assert starts.shape == (7, 2)
+    torch.testing.assert_close(starts[:3], draws[:, -1])  # the last draw of every chain first
+    assert len({tuple(r) for r in starts.tolist()}) == 7  # no two starts coincide
+    assert all(any(torch.equal(s, d) for d in draws[:, 5:].reshape(-1, 2)) for s in starts)  # second halves only
+    assert stationary_starts(draws[:, :1], 5).shape == (5, 2)  # one draw per chain: repeats are unavoidable
