@@ -4,10 +4,13 @@
 ESS (50-90) and the ratios built on it vary by 2x between runs. Here the flow is the one of ``sampling.py``
 (same training, 3000 steps, the default NeuralRG flow; ``--flow-dir`` reuses its checkpoint), then physical NUTS
 (4 x 3000 after 200 warm-up), latent many-walker HMC (64 x 2000 after 150) and latent NUTS (2 x 700 after 100)
-sample the relaxed Ising model at T_c. About 40 minutes on one core.
+sample the relaxed Ising model at T_c. About 40 minutes on one core. The latent samplers use the Z2 sector function
+(pyro_nrg.infer.sector; ``--no-sector``: without, as every run before 2026-11-29 evening), the walkers the unit
+metric unless ``--mass-matrix dense|diag``.
 
     OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
     python benchmarks/sampling_l16_long.py --methods physical_nuts --seed 10 --phys-draws 6000   # a replicate
+    python benchmarks/sampling_l16_long.py --methods latent_hmc_walkers --train-steps 8000 --mass-matrix dense
     python benchmarks/sampling_l16_long.py --pool      # pool every saved run: results/sampling_l16_pooled.json
 
 
@@ -50,7 +53,11 @@ def pool() -> None:
         blob = json.loads(f.read_text())
         steps = int(blob["settings"].get("train_steps", TRAIN_STEPS))
         for r in blob["figures"]["rows"]:
-            key = (r["method"], 0 if r["method"] == "physical_nuts" else steps)
+            # runs before the Z2 sector function (no z2_sharpness in their rows) pool apart from those with it
+            variant = ("sector" if r.get("z2_sharpness") is not None else "nosector") + (
+                f"_{r['mass_matrix']}" if r.get("mass_matrix", "unit") != "unit" else "")
+            key = (r["method"] if r["method"] == "physical_nuts" else f"{r['method']}_{variant}",
+                   0 if r["method"] == "physical_nuts" else steps)
             g = groups.setdefault(key, {"ess": 0.0, "grads": 0.0, "runs": 0, "m2_w": 0.0, "w": 0.0})
             g["ess"] += r["m2_ess"]
             g["grads"] += r["grad_evals"]
@@ -82,6 +89,12 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS,
                     help=f"distillation steps of the flow (default {TRAIN_STEPS}, that of sampling_l16_long.json; "
                          "other values add _train<steps> to the file name; sampling.py now trains 8000)")
+    ap.add_argument("--mass-matrix", choices=("unit", "diag", "dense"), default="unit",
+                    help="metric of the latent walkers, adapted during warm-up (default unit, the paper's; others add "
+                         "_mass<kind> to the file name)")
+    ap.add_argument("--no-sector", action="store_true",
+                    help="latent samplers without the Z2 sector function (as every run before 2026-11-29 evening; "
+                         "adds _nosector to the file name)")
     ap.add_argument("--pool", action="store_true",
                     help="sample nothing: pool the ESS and gradients of every saved run (results/sampling_l16_long*"
                          ".json) per method and flow, and write sampling_l16_pooled.json")
@@ -92,6 +105,7 @@ def main() -> None:
     torch.set_num_threads(1)
     L = 16
     phys = (PHYS[0], args.phys_draws, PHYS[2])
+    sector = not args.no_sector
     energy = IsingRelaxed(L, ISING_TC)
     d, tinfo = train(L, args.train_steps, seed=0, flow_dir=args.flow_dir)
     q = d.guide.distribution()
@@ -104,12 +118,14 @@ def main() -> None:
     if "latent_hmc_walkers" in args.methods:
         pyro.set_rng_seed(3 + args.seed)
         res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
-                                 adapt_step_size=True, keep_samples=False)
+                                 adapt_step_size=True, keep_samples=False, z2_symmetric=sector,
+                                 mass_matrix=args.mass_matrix)
         rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                            hmc_extra(res)))
+                            {**hmc_extra(res), "mass_matrix": args.mass_matrix}))
     if "latent_nuts" in args.methods:
         pyro.set_rng_seed(2 + args.seed)
-        res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False)
+        res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False,
+                          z2_symmetric=sector)
         rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                             hmc_extra(res)))
     ref = wolff_ising(L, ISING_TC, n_updates=20_000, seed=0)
@@ -135,11 +151,16 @@ def main() -> None:
                 "physical_nuts": "{} chains x {} after {}".format(*phys),
                 "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
                     *WALK),
-                "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1}
+                "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1,
+                "z2_sector": sector, "walker_mass_matrix": args.mass_matrix}
     default = args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
     name = "sampling_l16_long" if default else f"sampling_l16_long_{'_'.join(args.methods)}_seed{args.seed}"
     if args.train_steps != TRAIN_STEPS:
         name += f"_train{args.train_steps}"
+    if args.mass_matrix != "unit":
+        name += f"_mass{args.mass_matrix}"
+    if not sector:
+        name += "_nosector"
     write_result(name, settings, {"training": tinfo, "rows": rows}, headline)
 
 
