@@ -56,8 +56,10 @@ def pool() -> None:
             # runs before the Z2 sector function (no z2_sharpness in their rows) pool apart from those with it
             variant = ("sector" if r.get("z2_sharpness") is not None else "nosector") + (
                 f"_{r['mass_matrix']}" if r.get("mass_matrix", "unit") != "unit" else "")
-            key = (r["method"] if r["method"] == "physical_nuts" else f"{r['method']}_{variant}",
-                   0 if r["method"] == "physical_nuts" else steps)
+            if r["method"] == "physical_nuts":
+                key = ("physical_nuts_full_mass" if r.get("full_mass") else "physical_nuts", 0)
+            else:
+                key = (f"{r['method']}_{variant}", steps)
             g = groups.setdefault(key, {"ess": 0.0, "grads": 0.0, "runs": 0, "m2_w": 0.0, "w": 0.0})
             g["ess"] += r["m2_ess"]
             g["grads"] += r["grad_evals"]
@@ -73,8 +75,9 @@ def pool() -> None:
         rows.append((m, str(steps or "-"), str(g["runs"]), f"{g['ess']:.0f}", f"{g['grads']:.3g}", f"{epg:.3g}",
                      f"{epg / base:.2f}", f"{m2:.4f}±{m2_err:.4f}"))
         if m != "physical_nuts":
-            headline[f"L16_ess_per_grad_ratio_{m}_train{steps}_vs_physical_nuts_pooled"] = epg / base
-            headline[f"L16_{m}_train{steps}_pooled_ess"] = g["ess"]
+            tag = m if m.startswith("physical_nuts") else f"{m}_train{steps}"
+            headline[f"L16_ess_per_grad_ratio_{tag}_vs_physical_nuts_pooled"] = epg / base
+            headline[f"L16_{tag}_pooled_ess"] = g["ess"]
     print(table(rows, ("method", "flow steps", "runs", "ESS(m2)", "grads", "ESS/grad", "ratio", "<m2> (inv-var)")))
     write_result("sampling_l16_pooled", {"files": [f.name for f in files]}, {"rows": rows}, headline)
 
@@ -86,6 +89,10 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="samplers to run")
     ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
     ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
+    ap.add_argument("--phys-warmup", type=int, default=PHYS[2], help=f"physical-NUTS warm-up per chain ({PHYS[2]})")
+    ap.add_argument("--phys-full-mass", action="store_true",
+                    help="physical NUTS with a dense mass matrix (Pyro's full_mass; give it --phys-warmup 1000; adds "
+                         "_fullmass to the file name)")
     ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS,
                     help=f"distillation steps of the flow (default {TRAIN_STEPS}, that of sampling_l16_long.json; "
                          "other values add _train<steps> to the file name; sampling.py now trains 8000)")
@@ -104,7 +111,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     L = 16
-    phys = (PHYS[0], args.phys_draws, PHYS[2])
+    phys = (PHYS[0], args.phys_draws, args.phys_warmup)
     sector = not args.no_sector
     energy = IsingRelaxed(L, ISING_TC)
     d, tinfo = train(L, args.train_steps, seed=0, flow_dir=args.flow_dir)
@@ -112,9 +119,9 @@ def main() -> None:
     rows = []
     if "physical_nuts" in args.methods:
         pyro.set_rng_seed(1 + args.seed)
-        res = physical_nuts(energy, phys[1], phys[2], num_chains=phys[0], init=q)
+        res = physical_nuts(energy, phys[1], phys[2], num_chains=phys[0], init=q, full_mass=args.phys_full_mass)
         rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                            hmc_extra(res)))
+                            {**hmc_extra(res), "full_mass": args.phys_full_mass}))
     if "latent_hmc_walkers" in args.methods:
         pyro.set_rng_seed(3 + args.seed)
         res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
@@ -153,7 +160,8 @@ def main() -> None:
                     *WALK),
                 "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1,
                 "z2_sector": sector, "walker_mass_matrix": args.mass_matrix}
-    default = args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
+    default = (args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
+               and args.phys_warmup == PHYS[2] and not args.phys_full_mass)
     name = "sampling_l16_long" if default else f"sampling_l16_long_{'_'.join(args.methods)}_seed{args.seed}"
     if args.train_steps != TRAIN_STEPS:
         name += f"_train{args.train_steps}"
@@ -161,6 +169,10 @@ def main() -> None:
         name += f"_mass{args.mass_matrix}"
     if not sector:
         name += "_nosector"
+    if args.phys_full_mass:
+        name += "_fullmass"
+    if args.phys_warmup != PHYS[2]:
+        name += f"_physwarmup{args.phys_warmup}"
     write_result(name, settings, {"training": tinfo, "rows": rows}, headline)
 
 
