@@ -182,6 +182,17 @@ def test_walker_mass_matrix_bad_input() -> None:
         hmc_walkers(potential, init, 2, warmup_steps=10, mass_matrix="dense")
 
 
+def test_walker_dense_mass_matrix_falls_back_to_its_diagonal_with_few_positions(caplog) -> None:
+    torch.manual_seed(0)
+
+    def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 0.5 * q.square().sum(-1), q
+
+    with caplog.at_level("WARNING", logger="pyro_nrg"):
+        out = hmc_walkers(potential, torch.randn(2, 50), 2, warmup_steps=20, mass_matrix="dense")  # 20 < 4 * 50
+    assert out["inverse_mass_matrix"].shape == (50,) and "using its diagonal" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # latent sampling recovers exact Ising results (L = 4, exact enumeration)
 

@@ -828,7 +828,8 @@ def hmc_walkers(
     :math:`n` = walkers × iterations), and the rest of the run moves in :math:`u` with
     :math:`q = \mu + C u`, :math:`CC^\top = \Sigma` (Cholesky factor, or the standard deviations): HMC with
     inverse mass matrix :math:`\Sigma`. The step size is adapted afresh after the change (dual averaging restarts).
-    Memory :math:`O(N^2)` for the dense form, one extra gradient evaluation per walker.
+    Memory :math:`O(N^2)` for the dense form, one extra gradient evaluation per walker. With fewer than :math:`4N`
+    positions a dense :math:`\Sigma` would be noise: the diagonal is used instead, with a warning.
 
     Args:
         potential: ``q`` ``(W, *shape)`` → ``(U(q)`` ``(W,)``, ``aux(q)``): the dimensionless potential and an
@@ -959,6 +960,10 @@ def _adapted_metric(
     count, total, sq = moments
     W, n = q.shape[0], total.numel()
     mean = total / count
+    if kind == "dense" and count < 4 * n:
+        logger.warning("hmc_walkers: %d warm-up positions are too few for a dense %d x %d mass matrix (need %d: more "
+                       "walkers or warm-up steps); using its diagonal", count, n, n, 4 * n)
+        kind, sq = "diag", sq.diagonal()
     if kind == "dense":
         cov = (sq - count * torch.outer(mean, mean)) / max(count - 1, 1)
         cov = count / (count + 5.0) * cov + 1e-3 * 5.0 / (count + 5.0) * torch.eye(n, dtype=torch.float64)

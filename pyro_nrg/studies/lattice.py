@@ -78,6 +78,8 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
     s.add_argument("--mh-steps", type=int, default=1000, help="flow-MH steps per walker (default 1000)")
     s.add_argument("--hmc-walkers", type=int, default=32, help="latent HMC walkers (default 32)")
     s.add_argument("--hmc-samples", type=int, default=150, help="latent HMC draws per walker (default 150)")
+    s.add_argument("--hmc-metric", choices=("unit", "diag", "dense"), default="dense",
+                   help="latent HMC metric, adapted during warm-up (default dense; unit is the paper's)")
     s.add_argument("--nuts-chains", type=int, default=2, help="physical NUTS chains (default 2; 0 skips it)")
     s.add_argument("--nuts-samples", type=int, default=200, help="physical NUTS draws per chain (default 200)")
     s.add_argument("--save-configurations", action="store_true",
@@ -213,7 +215,8 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     runs: dict[str, dict[str, Any]] = {}
     logger.info("latent HMC: %d walkers x %d draws", args.hmc_walkers, args.hmc_samples)
     hmc = latent_hmc_walkers(energy, guide, args.hmc_walkers, args.hmc_samples, warmup_steps=50, step_size=0.2,
-                             num_steps=10, adapt_step_size=True, keep_samples=True, progress=show)
+                             num_steps=10, adapt_step_size=True, keep_samples=True, mass_matrix=args.hmc_metric,
+                             progress=show)
     # does q cover p? log-weights of the HMC draws (which do not rely on q's coverage) vs of flow draws
     coverage = coverage_check(energy, q, hmc.samples, n_proposal=min(args.eval_samples, 8192))
     runs["latent_hmc"] = {"idata": to_inference_data(hmc, include_samples=args.save_configurations),
