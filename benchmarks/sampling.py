@@ -50,7 +50,7 @@ from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
 from pyro_nrg.infer import DistillConfig, Distiller, coverage_check, flow_mh  # noqa: E402
 from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
-from pyro_nrg.studies.lattice import MIN_RELIABLE_ESS  # noqa: E402
+from pyro_nrg.studies.lattice import MIN_RELIABLE_ESS, stationary_starts  # noqa: E402
 
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh", "flow_mh_stationary_start")
 
@@ -132,7 +132,7 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
                              keep_samples=True, mass_matrix=s["walker_mass_matrix"])
     # does the flow cover p? log-weights of the walkers' draws (which do not rely on q's coverage) vs flow draws
     coverage = coverage_check(energy, q, res.samples, n_proposal=8192).to_dict()
-    walker_ends = res.samples[: s["mh_walkers"], -1].clone()  # independent draws of p (one per walker)
+    walker_ends = stationary_starts(res.samples, s["mh_walkers"])  # draws of p: the walkers' last ones first
     res.samples = None
     rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))

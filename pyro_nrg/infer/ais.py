@@ -57,7 +57,7 @@ from .latent import (
     _value_and_grad,
     hmc_walkers,
 )
-from .sector import Z2Sector, z2_default
+from .sector import resolve_sector
 
 __all__ = ["AISResult", "annealed_importance_sampling", "annealing_schedule"]
 
@@ -208,12 +208,11 @@ def annealed_importance_sampling(
     dtype = _param_dtype(flow)
     betas = _schedule(schedule, num_temperatures)
     K = betas.numel() - 1
-    z2 = z2_default(guide_or_flow) if z2_symmetric is None else bool(z2_symmetric)
     log_norm = -0.5 * math.prod(fes) * math.log(2 * math.pi)
     red = tuple(range(1, 1 + len(fes)))
 
     with _frozen(flow), _no_validation(energy):
-        sector = Z2Sector.fit(flow, energy, max(pilot_particles, 512)) if z2 else None
+        sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric, max(pilot_particles, 512))
         kappa = None if sector is None else sector.sharpness
 
         def log_w(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,7 +133,10 @@ class Z2Sector:
         return cls(fit_sector_sharpness(site_mean(x, k)), k)
 
 
-def resolve_sector(energy: Any, guide_or_flow: Any, flow: Any, z2_symmetric: bool | None) -> Z2Sector | None:
-    """The sector function a sampler uses: ``None`` when ``z2_symmetric`` is off (``None``: follow the guide)."""
+def resolve_sector(
+    energy: Any, guide_or_flow: Any, flow: Any, z2_symmetric: bool | None, num_samples: int = 512
+) -> Z2Sector | None:
+    """The sector function a sampler uses, fitted on ``num_samples`` flow draws: ``None`` when ``z2_symmetric`` is
+    off (``None``: follow the guide)."""
     z2 = z2_default(guide_or_flow) if z2_symmetric is None else bool(z2_symmetric)
-    return Z2Sector.fit(flow, energy) if z2 else None
+    return Z2Sector.fit(flow, energy, num_samples) if z2 else None
