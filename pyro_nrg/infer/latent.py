@@ -18,8 +18,9 @@ which :func:`pyro_nrg.diagnostics.to_inference_data` turns into ArviZ ``Inferenc
 
 * :func:`latent_nuts` — Pyro's :class:`~pyro.infer.reparam.NeuTraReparam` with the trained
   :class:`~pyro_nrg.infer.FlowGuide`, then ``MCMC(NUTS|HMC)`` on the ``<site>_shared_latent`` site; every draw is
-  mapped back with ``neutra.transform_sample``. :func:`physical_nuts` is the baseline on the same energy through
-  the same API (flat samplable site plus ``pyro.factor``, see :func:`~pyro_nrg.infer.boltzmann_model`).
+  mapped back by the guide's transform (what ``neutra.transform_sample`` does). :func:`physical_nuts` is the
+  baseline on the same energy through the same API (flat samplable site plus ``pyro.factor``, see
+  :func:`~pyro_nrg.infer.boltzmann_model`).
 * :class:`RenormalizedPotential` — :math:`\beta E_{\rm eff}` as a ``potential_fn`` for Pyro's ``HMC``/``NUTS``
   (``initial_params`` path), counting its calls.
 * :func:`latent_hmc_walkers` / :func:`physical_hmc_walkers` — hundreds of HMC walkers in one batch (Pyro runs
@@ -541,8 +542,9 @@ def latent_nuts(
     its configuration site becomes :math:`x = g(z)` with :math:`z` the site ``"<site>_shared_latent"`` (flat,
     ``(N,)``), whose potential is :math:`\beta E_{\rm eff}(z)` (the base density is masked, so the target is exactly
     the pullback of :math:`p`, Hoffman et al. 2019). Chains start at ``init`` (latent values) given for the shared
-    latent — an init value for the original site would be ignored by Pyro. Each draw is mapped back with
-    ``neutra.transform_sample``. Chains run one after another (Pyro parallelises only with more free cores).
+    latent — an init value for the original site would be ignored by Pyro. Each draw is mapped back by the guide's
+    transform (what ``neutra.transform_sample`` does, with ln|det| from the same pass). Chains run one after
+    another (Pyro parallelises only with more free cores).
 
     Args:
         energy: physical energy, e.g. :class:`~pyro_nrg.energies.IsingRelaxed`.
@@ -610,8 +612,9 @@ def latent_nuts(
             flat = latent.reshape(-1, n)
             for i in range(0, flat.shape[0], 4096):
                 zc = flat[i : i + 4096]
-                x = neutra.transform_sample(zc)[site]
-                eff = energy.action(x) - _to_physical(flow, energy, zc)[1]
+                # the guide's transform, as neutra.transform_sample applies it, but with ln|det| from the same pass
+                x, ldj = _to_physical(flow, energy, zc)
+                eff = energy.action(x) - ldj
                 if sector is not None:
                     eff = eff - sector.log_weight(x)
                     x = sector.random_sign(x)
