@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="samplers to run")
     ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
     ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
+    ap.add_argument("--lat-draws", type=int, default=LAT[1], help=f"draws per latent-NUTS chain ({LAT[1]})")
+    ap.add_argument("--lat-chains", type=int, default=LAT[0], help=f"latent-NUTS chains ({LAT[0]})")
     ap.add_argument("--phys-warmup", type=int, default=PHYS[2], help=f"physical-NUTS warm-up per chain ({PHYS[2]})")
     ap.add_argument("--phys-full-mass", action="store_true",
                     help="physical NUTS with a dense mass matrix (Pyro's full_mass; give it --phys-warmup 1000; adds "
@@ -112,6 +114,7 @@ def main() -> None:
     torch.set_num_threads(1)
     L = 16
     phys = (PHYS[0], args.phys_draws, args.phys_warmup)
+    lat = (args.lat_chains, args.lat_draws, LAT[2])
     sector = not args.no_sector
     energy = IsingRelaxed(L, ISING_TC)
     d, tinfo = train(L, args.train_steps, seed=0, flow_dir=args.flow_dir)
@@ -131,7 +134,7 @@ def main() -> None:
                             {**hmc_extra(res), "mass_matrix": args.mass_matrix}))
     if "latent_nuts" in args.methods:
         pyro.set_rng_seed(2 + args.seed)
-        res = latent_nuts(energy, d.guide, LAT[1], LAT[2], num_chains=LAT[0], keep_samples=False, keep_latent=False,
+        res = latent_nuts(energy, d.guide, lat[1], lat[2], num_chains=lat[0], keep_samples=False, keep_latent=False,
                           z2_symmetric=sector)
         rows.append(figures("latent_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                             hmc_extra(res)))
@@ -158,10 +161,10 @@ def main() -> None:
                 "physical_nuts": "{} chains x {} after {}".format(*phys),
                 "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
                     *WALK),
-                "latent_nuts": "{} chains x {} after {}".format(*LAT), "threads": 1,
+                "latent_nuts": "{} chains x {} after {}".format(*lat), "threads": 1,
                 "z2_sector": sector, "walker_mass_matrix": args.mass_matrix}
     default = (args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
-               and args.phys_warmup == PHYS[2] and not args.phys_full_mass)
+               and args.phys_warmup == PHYS[2] and not args.phys_full_mass and lat == LAT)
     name = "sampling_l16_long" if default else f"sampling_l16_long_{'_'.join(args.methods)}_seed{args.seed}"
     if args.train_steps != TRAIN_STEPS:
         name += f"_train{args.train_steps}"
@@ -173,6 +176,8 @@ def main() -> None:
         name += "_fullmass"
     if args.phys_warmup != PHYS[2]:
         name += f"_physwarmup{args.phys_warmup}"
+    if lat != LAT and "latent_nuts" in args.methods:
+        name += f"_lat{lat[0]}x{lat[1]}"
     write_result(name, settings, {"training": tinfo, "rows": rows}, headline)
 
 
