@@ -51,9 +51,12 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_phi4_chain_and_ring_studies(tmp_path: Path, capsys) -> None:
-    assert main(["phi4", *TINY, "--lam", "0", "--no-z2", "--out", str(tmp_path / "phi4")]) == 0
+    assert main(["phi4", *TINY, "--lam", "0", "--odd", "--out", str(tmp_path / "phi4")]) == 0
     s = json.loads((tmp_path / "phi4" / "summary.json").read_text())
     assert s["f_exact"] is not None and s["lam"] == 0  # Gaussian: exact F
+    # --odd builds the odd flow and drops the (redundant) Z2 mixture
+    assert json.loads((tmp_path / "phi4" / "config.json").read_text())["flow"]["odd"] is True
+    assert "odd flow (Z2-symmetric by construction)" in (tmp_path / "phi4" / "report.md").read_text()
     assert main(["chain", "--n", "6", "--steps", "30", "--batch", "32", "--eval-samples", "500", "--quiet",
                  "--out", str(tmp_path / "chain")]) == 0
     s = json.loads((tmp_path / "chain" / "summary.json").read_text())

@@ -60,6 +60,11 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
                    help="element-wise odd map on every site after the hierarchy: lower F_q for the same training; "
                         "'tanh' is smooth (default), 'spline' C1 (rougher latent potential), 'none' the paper's flow")
     g.add_argument("--no-z2", action="store_true", help="do not symmetrize the flow under x -> -x")
+    g.add_argument("--odd", action="store_true",
+                   help="odd flow, g(-z) = -g(z): Z2-symmetric by construction and continuous across the two "
+                        "magnetisation sectors, so flow-MH and importance sampling reach the disordered configurations "
+                        "that the Z2 mixture of a one-sector flow misses (benchmarks/flow_mh_coverage.py); higher F_q "
+                        "for the same training; no mixture needed (implies --no-z2)")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
     t.add_argument("--batch", type=int, default=256, help="samples per training step (default 256)")
@@ -129,7 +134,7 @@ def _flow_config(args: argparse.Namespace, out: Any) -> NeuralRGConfig:
     the checkpoint was made with, older versions' missing fields filled as those flows had them), so a run started
     under other defaults resumes without repeating its options; differing flow options are ignored, with a warning."""
     asked = NeuralRGConfig(L=args.L, dim=args.dim, n_levels=args.depth, n_couplings=args.couplings,
-                           hidden=args.hidden, head=args.head, coupling=args.coupling)
+                           hidden=args.hidden, head=args.head, coupling=args.coupling, odd=args.odd)
     saved_path = Path(out) / "config.json"
     if not (args.resume and saved_path.exists()):
         return asked
@@ -168,7 +173,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     options = {k: v for k, v in vars(args).items() if k != "func"}
     if run is not None and not args.resume:  # a resume never rewrites the run's options (it may yet be refused)
         run.write_json("options.json", options)
-    z2 = not args.no_z2
+    z2 = not args.no_z2 and not cfg.odd  # an odd flow is symmetric already: the mixture would change nothing
     f_exact = _exact_f(energy)
     check_every = args.check_every or max(1, args.steps // 10)
     checks = run.read_jsonl("checks.jsonl") if run is not None and args.resume else []
@@ -330,7 +335,8 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
             "distribution of each level's latents over all walkers against N(0, 1), which a perfect flow gives."))
     title = (f"NeuralRG run: Ising L={args.L} (dim {args.dim}), T={args.T:.6g}" if args.study == "ising"
              else f"NeuralRG run: φ⁴ L={args.L} (dim {args.dim}), κ={args.kappa:g}, λ={args.lam:g}")
-    intro = [f"Trained {d.step} steps (batch {args.batch}, lr {args.lr:g}, Z2 symmetrization {'on' if z2 else 'off'}) "
+    sym = "odd flow (Z2-symmetric by construction)" if cfg.odd else f"Z2 symmetrization {'on' if z2 else 'off'}"
+    intro = [f"Trained {d.step} steps (batch {args.batch}, lr {args.lr:g}, {sym}) "
              f"in {train_s:.1f} s; flow with {sum(p.numel() for p in flow_.parameters())} parameters.",
              "Free energies are F = -T ln Z of the simulated model (for Ising: the continuous relaxation, whose exact "
              "ln Z is Kaufman's ln Z_Ising plus a Gaussian constant; summary.json has both)."]
