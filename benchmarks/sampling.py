@@ -25,7 +25,7 @@ per-gradient figures (reported separately). Coverage: the log-weights of the wal
 flow draws (pyro_nrg.infer.coverage_check): a flow trained by reverse KL can miss part of p (here the disordered,
 m ~ 0 configurations), which flow-MH and importance sampling cannot correct in a practical run.
 
-    python benchmarks/sampling.py            # full run (about 100 minutes on one CPU core, 1 torch thread,
+    python benchmarks/sampling.py            # full run (about 110 minutes on one CPU core, 1 torch thread,
                                              # 45 of them training the L=16 flow)
     python benchmarks/sampling.py --flow-dir runs/sampling-flows   # keep/reuse the trained flows
     python benchmarks/sampling.py --quick    # a few minutes, CI-sized
@@ -56,7 +56,7 @@ METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "flow_mh", "flo
 
 
 def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
-          flow_dir: Path | None = None, head: str = "tanh") -> tuple[Distiller, dict]:
+          flow_dir: Path | None = None, head: str = "tanh", odd: bool = False) -> tuple[Distiller, dict]:
     """Distil a NeuralRG flow for a fixed number of steps (cosine schedule; a step count, not a wall-time budget,
     so the flow does not depend on how loaded the machine is).
 
@@ -66,13 +66,15 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     ``head`` (default ``"tanh"``, the library's; ``--head`` writes results/sampling_head_<head>.json otherwise):
     the smooth tanh head gave latent NUTS 3.5x and the walkers 1.7x the ESS(m^2)/grad of the C1 spline head at
     L=16 (results/sampling.json against sampling_head_spline.json); the spline head had raised the walkers' figure
-    1.7x (L=8) and 1.3x (L=16) over the flow without a head.
+    1.7x (L=8) and 1.3x (L=16) over the flow without a head. ``odd=True``: the odd NeuralRG flow, g(-z) = -g(z)
+    (benchmarks/flow_mh_coverage.py).
     """
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, ISING_TC)
-    cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient="path")
+    # an odd flow is Z2-symmetric by itself: the mixture would only add an inverse pass per step
+    cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=50, z2_symmetric=not odd, gradient="path")
     folder = flow_dir / f"L{L}" if flow_dir is not None else None
-    d = Distiller(energy, neural_rg(L=L, head=head), cfg, checkpoint_dir=folder)
+    d = Distiller(energy, neural_rg(L=L, head=head, odd=odd), cfg, checkpoint_dir=folder)
     resumed = folder is not None and (folder / "checkpoint.pt").exists()
     if resumed:
         d.load_checkpoint()
@@ -132,7 +134,7 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
                              keep_samples=True, mass_matrix=s["walker_mass_matrix"])
     # does the flow cover p? log-weights of the walkers' draws (which do not rely on q's coverage) vs flow draws
     coverage = coverage_check(energy, q, res.samples, n_proposal=8192).to_dict()
-    walker_ends = stationary_starts(res.samples, s["mh_walkers"])  # draws of p: the walkers' last ones first
+    walker_ends = stationary_starts(res.samples, s["mh_stationary_chains"])  # draws of p: walkers' last ones first
     res.samples = None
     rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                         hmc_extra(res)))
@@ -193,13 +195,15 @@ def main() -> None:
         s = dict(train_steps={8: 300, 16: 150}, latent_chains=2, phys_chains=2, phys_samples=100, phys_warmup=60,
                  nuts_samples=100, nuts_warmup=60, walkers=32, walker_samples=40, walker_warmup=20,
                  walker_target_accept=0.85, walker_mass_matrix="dense", mh_walkers=64, mh_steps=60, mh_warmup=20,
-                 wolff_updates=3000)
+                 mh_stationary_chains=64, wolff_updates=3000)
     else:
         # L=16 physical NUTS: tau(m2) ~ 80 draws, so 4 x 6000 for an ESS of ~300 (4 x 1500 gave 74: no measurement)
-        s = dict(train_steps={8: 1500, 16: 8000}, latent_chains=3, phys_chains=4, phys_samples={8: 1500, 16: 6000},
-                 phys_warmup=200, nuts_samples=400, nuts_warmup=100, walkers=64, walker_samples=600, walker_warmup=150,
-                 walker_target_accept=0.85, walker_mass_matrix="dense", mh_walkers=64, mh_steps=1500, mh_warmup=200,
-                 wolff_updates=20000)
+        # latent NUTS: tau(m2) ~ 30-50 draws at L=16, so 4 x 1000 (3 x 400 gave ESS 23: no measurement); flow-MH
+        # from stationary starts: 256 chains, so that the between-chain spread of walkers stuck in the hole is seen
+        s = dict(train_steps={8: 1500, 16: 8000}, latent_chains=4, phys_chains=4, phys_samples={8: 1500, 16: 6000},
+                 phys_warmup=200, nuts_samples=1000, nuts_warmup=100, walkers=64, walker_samples=600,
+                 walker_warmup=150, walker_target_accept=0.85, walker_mass_matrix="dense", mh_walkers=64,
+                 mh_steps=1500, mh_warmup=200, mh_stationary_chains=256, wolff_updates=20000)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     results = {}
     for L in (8, 16):
