@@ -406,3 +406,47 @@ def test_wolff_reference_agrees_with_exact_ising_values() -> None:
     assert abs(r8.energy_per_site - exact_ising_energy_per_site(8, 3.0)) < 4 * r8.energy_per_site_err
     r3 = wolff_ising(6, ISING_TC, dim=1, n_updates=2_000, seed=3)
     assert abs(r3.energy_per_site - exact_ising_energy_per_site(6, ISING_TC, dim=1)) < 5 * r3.energy_per_site_err + 1e-9
+
+
+def test_wolff_spins_are_reproducible_ising_draws() -> None:
+    from pyro_nrg.energies import exact_ising_m2, wolff_spins
+
+    s = wolff_spins(4, ISING_TC, 4000, thin=3, seed=5)
+    assert s.shape == (4000, 4, 4) and s.dtype == np.int8 and set(np.unique(s).tolist()) == {-1, 1}
+    assert np.array_equal(s, wolff_spins(4, ISING_TC, 4000, thin=3, seed=5))
+    m2 = (s.reshape(4000, -1).mean(1) ** 2).astype(np.float64)
+    assert abs(m2.mean() - exact_ising_m2(4, ISING_TC)) < 5 * m2.std() / np.sqrt(len(m2))
+    assert wolff_spins(5, 1.5, 3, dim=1).shape == (3, 5)
+    with pytest.raises(ValueError, match="thin >= 1"):
+        wolff_spins(4, ISING_TC, 10, thin=0)
+    with pytest.raises(LatticeSizeError, match="L >= 3"):
+        wolff_spins(2, ISING_TC, 10)
+
+
+def test_sample_given_spins_is_the_hubbard_stratonovich_conditional() -> None:
+    """x | s ~ N(Ks, K): the FFT products equal the dense ones, and the noise has covariance K."""
+    e = IsingRelaxed(4, ISING_TC).double()
+    rng = np.random.default_rng(0)
+    s = torch.tensor(rng.choice([-1, 1], size=(3, 4, 4)), dtype=torch.float64)
+    x = e.sample_given_spins(s, torch.Generator().manual_seed(0))
+    K = e.K
+    eps = torch.randn(s.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w, V = torch.linalg.eigh(K)
+    ref = s.reshape(3, 16) @ K + eps.reshape(3, 16) @ (V * w.sqrt()) @ V.T
+    torch.testing.assert_close(x.reshape(3, 16), ref, rtol=0, atol=1e-12)
+    S = torch.tensor(rng.choice([-1, 1], size=(50_000, 4, 4)), dtype=torch.float64)
+    noise = (e.sample_given_spins(S).reshape(-1, 16) - S.reshape(-1, 16) @ K)
+    assert (torch.cov(noise.T) - K).abs().max() < 0.05  # 3.6 sigma of the largest entry's sampling error
+    with pytest.raises(EventShapeError):
+        e.sample_given_spins(torch.ones(3, 4))
+
+
+@pytest.mark.parametrize("L, T, dim", [(4, ISING_TC, 2), (6, 1.5, 1)])
+def test_exact_samples_reproduce_the_exact_ising_m2(L: int, T: float, dim: int) -> None:
+    """tanh-improved m^2 of the relaxed draws has the Ising <m^2> as its mean only if x has the relaxed law."""
+    e = IsingRelaxed(L, T, dim=dim)
+    x = e.exact_samples(6000, thin=4, seed=3)
+    assert x.shape == (6000, *e.event_shape) and x.dtype == e.k_eigenvalues.dtype
+    m2 = e.m2_improved(x).double()
+    assert abs(float(m2.mean()) - e.exact_m2()) < 4 * float(m2.std()) / 6000**0.5
+    torch.testing.assert_close(x, e.exact_samples(6000, thin=4, seed=3))

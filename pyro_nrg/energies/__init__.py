@@ -17,7 +17,7 @@ from .ising import (
     exact_ising_m2,
 )
 from .phi4 import Phi4, mass_to_hopping
-from .wolff import WolffEstimate, wolff_ising
+from .wolff import WolffEstimate, wolff_ising, wolff_spins
 
 __all__ = [
     "Energy",
@@ -31,6 +31,7 @@ __all__ = [
     "exact_ising_energy_per_site",
     "exact_ising_m2",
     "wolff_ising",
+    "wolff_spins",
     "WolffEstimate",
     "adjacency_spectrum",
     "Phi4",

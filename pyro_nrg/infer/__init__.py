@@ -23,10 +23,12 @@ from .distill import (
 from .distributed import init_from_environment, map_tasks
 from .estimators import (
     CoverageReport,
+    ForwardKL,
     FreeEnergyEstimate,
     coverage_check,
     effective_sample_size,
     estimate_free_energy,
+    forward_kl,
     importance_observables,
     log_mean_exp,
     log_weights,
@@ -85,6 +87,8 @@ __all__ = [
     "FreeEnergyEstimate",
     "CoverageReport",
     "coverage_check",
+    "ForwardKL",
+    "forward_kl",
     "log_weights",
     "effective_sample_size",
     "estimate_free_energy",
