@@ -20,7 +20,10 @@ benchmarks/results/flow_mh_coverage.json.
 
 Result (2026-11-29, one thread beside other jobs): at L=8 the odd flow's largest log-weight gap is 2.2 nats instead
 of 8.4 and flow-MH agrees with Wolff (+0.7 sigma; mixture +4.2), at F_q 0.90 % instead of 0.33 %; at L=16 (4000
-steps) the gap shrinks from 52 to 8.8 nats but flow-MH is still +8 sigma (mixture +18).
+steps) the gap shrinks from 52 to 8.8 nats but flow-MH is still +8 sigma (mixture +18). Measured on exact draws
+instead of walker draws (benchmarks/coverage_exact.py) that L=16 gap is 26 nats (mixture 55): the walkers on the
+odd flow were themselves +7.6 sigma off, so read the coverage columns here as indicative and coverage_exact.json
+as the reference.
 """
 
 from __future__ import annotations

@@ -28,9 +28,13 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     assert summary["steps"] == 6 and summary["f_exact"] < 0
     assert summary["references"]["m2"][2].startswith("exact")  # L=4: enumeration
     assert set(summary["samplers"]) == {"flow_mh", "latent_hmc", "physical_nuts"}
+    # coverage and KL(p||q) on exact draws of the relaxed model; the reverse KL is (F_q - F)/T
+    assert summary["coverage"]["reference_draws"] == "exact" and summary["coverage"]["n_target"] == 4000
+    assert summary["kl_p_q"]["n"] == 4000 and summary["kl_p_q"]["kl"] > 0 and summary["kl_q_p"] > 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
     printed = capsys.readouterr().out
     assert "report:" in printed and "importance-sampled F" in printed and "physical NUTS" in printed
+    assert "KL(p‖q), KL(q‖p) in nats" in printed and "exact draws beyond every flow draw" in printed
     assert "annealed-IS F (3 temperatures)" in printed
     ais = summary["annealed_importance_sampling"]
     assert ais["n"] == 32 and ais["grad_evals_per_particle"] == 1 + 3 * 5 and ais["exact_log_z"] is not None

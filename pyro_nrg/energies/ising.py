@@ -617,11 +617,11 @@ class IsingRelaxed(Energy):
         mixed = torch.fft.rfftn(s, dim=dims) * half + torch.fft.rfftn(eps, dim=dims) * half.sqrt()
         return torch.fft.irfftn(mixed, s=(self.L,) * self.dim, dim=dims)
 
-    def exact_samples(self, n: int, thin: int = 10, seed: int = 0) -> torch.Tensor:
+    def exact_samples(self, n: int, thin: int | None = None, seed: int = 0) -> torch.Tensor:
         """``n`` draws of the relaxed model from Wolff spins and :meth:`sample_given_spins` (reproducible).
 
-        The draws are as correlated as the Wolff chain ``thin`` updates apart (nearly independent at
-        :math:`T_c`; see :func:`~pyro_nrg.energies.wolff_spins`). Shape ``(n, *event_shape)``.
+        The draws are as correlated as the Wolff chain ``thin`` updates apart (default: two sweeps of flipped
+        spins, nearly independent; see :func:`~pyro_nrg.energies.wolff_spins`). Shape ``(n, *event_shape)``.
         """
         from .wolff import wolff_spins
 

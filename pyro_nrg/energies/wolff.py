@@ -157,26 +157,29 @@ def wolff_spins(
     temperature: float,
     n_samples: int,
     dim: int = 2,
-    thin: int = 10,
+    thin: int | None = None,
     n_therm: int = 500,
     seed: int = 0,
 ) -> np.ndarray:
     r"""Spin configurations of the periodic Ising model (:math:`J = 1`) from one Wolff chain.
 
-    The draws are ``thin`` cluster updates apart. At :math:`T_c` a Wolff update flips a fraction
-    :math:`\langle|C|\rangle/N \approx \langle m^2\rangle` of the lattice (about half at L = 16), so the
-    autocorrelation time of :math:`m^2` is a few updates and ``thin=10`` gives nearly independent draws; at high
-    :math:`T` the clusters are small and ``thin`` should grow like :math:`N\,/\,\langle|C|\rangle`.
+    The draws are ``thin`` cluster updates apart. A Wolff update flips a fraction
+    :math:`\langle|C|\rangle/N` of the lattice (:math:`\approx\langle m^2\rangle`, about half at
+    :math:`L = 16, T_c`, a few per cent well above :math:`T_c`), and the autocorrelation time of :math:`m^2` is
+    about one sweep's worth of flipped spins at :math:`T_c` (dynamical exponent ≈ 0.25). The default
+    ``thin=None`` measures :math:`\langle|C|\rangle` during thermalisation and takes two sweeps,
+    :math:`\lceil 2N/\langle|C|\rangle\rceil` updates, between draws: nearly independent draws at any
+    temperature.
     :meth:`~pyro_nrg.energies.IsingRelaxed.sample_given_spins` turns them into exact draws of the relaxed model.
-    Cost (pure Python): about 2 s for 1000 draws with ``thin=10`` at :math:`L=16, T_c`.
+    Cost (pure Python): about 0.4 s for 1000 draws with ``thin=10`` at :math:`L=16, T_c`.
 
     Args:
         L: lattice side (≥ 3).
         temperature: :math:`T > 0`.
         n_samples: draws returned.
         dim: lattice dimension.
-        thin: cluster updates between draws (≥ 1).
-        n_therm: discarded updates first.
+        thin: cluster updates between draws (≥ 1); ``None`` = two sweeps (see above).
+        n_therm: discarded updates first (≥ 1 when ``thin`` is None).
         seed: seed of the (Python) random generator: the result is reproducible.
 
     Returns:
@@ -187,10 +190,13 @@ def wolff_spins(
         LatticeSizeError: ``L < 3``.
         ValueError: ``n_samples < 1`` or ``thin < 1``.
     """
-    if n_samples < 1 or thin < 1:
-        raise ValueError(f"need n_samples >= 1 and thin >= 1, got n_samples={n_samples}, thin={thin}")
+    if n_samples < 1 or (thin is not None and thin < 1) or (thin is None and n_therm < 1):
+        raise ValueError(f"need n_samples >= 1 and thin >= 1 (or thin=None with n_therm >= 1), got "
+                         f"n_samples={n_samples}, thin={thin}, n_therm={n_therm}")
     chain = _WolffChain(L, temperature, dim, seed)
-    chain.run(n_therm)
+    flipped = sum(chain.update() for _ in range(n_therm))
+    if thin is None:
+        thin = max(1, math.ceil(2 * chain.n_sites * n_therm / max(flipped, 1)))
     out = np.empty((n_samples, chain.n_sites), dtype=np.int8)
     for k in range(n_samples):
         chain.run(thin)

@@ -30,7 +30,7 @@ from ..diagnostics import sampling_efficiency, to_inference_data
 from ..energies import ISING_TC, IsingRelaxed, Phi4, wolff_ising
 from ..errors import NoExactSolutionError, NotPositiveDefiniteError
 from ..flows import NeuralRGConfig, neural_rg, normalized_flow_config
-from ..infer import annealed_importance_sampling, coverage_check, distill, flow_mh
+from ..infer import annealed_importance_sampling, coverage_check, distill, flow_mh, forward_kl
 from ..infer.distributed import init_from_environment
 from ..infer.latent import latent_hmc_walkers, physical_nuts
 from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
@@ -94,6 +94,9 @@ def add_lattice_options(p: argparse.ArgumentParser, model: str) -> None:
         p.add_argument("--T", type=float, default=ISING_TC, help="temperature (default T_c = 2/ln(1+sqrt 2))")
         p.add_argument("--wolff-updates", type=int, default=20000,
                        help="Wolff cluster updates of the discrete-Ising reference for <m^2> (default 20000)")
+        p.add_argument("--exact-draws", type=int, default=4000,
+                       help="exact draws of the relaxed model (Wolff spins -> x ~ N(Ks, K)) for the coverage check "
+                            "and KL(p||q) (default 4000; 0 checks coverage on the latent-HMC draws instead)")
     else:
         p.add_argument("--kappa", type=float, default=0.2, help="hopping parameter kappa (default 0.2)")
         p.add_argument("--lam", type=float, default=0.02, help="quartic coupling lambda >= 0 (default 0.02)")
@@ -223,8 +226,18 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     hmc = latent_hmc_walkers(energy, guide, args.hmc_walkers, args.hmc_samples, warmup_steps=50, step_size=0.2,
                              num_steps=10, adapt_step_size=True, keep_samples=True, mass_matrix=args.hmc_metric,
                              progress=show)
-    # does q cover p? log-weights of the HMC draws (which do not rely on q's coverage) vs of flow draws
-    coverage = coverage_check(energy, q, hmc.samples, n_proposal=min(args.eval_samples, 8192))
+    # does q cover p? log-weights of draws that do not rely on q's coverage (exact ones where the model has them,
+    # else the HMC draws) vs of flow draws; KL(p||q) needs exact draws and the exact ln Z
+    fkl = None
+    if getattr(args, "exact_draws", 0) > 0 and hasattr(energy, "exact_samples"):
+        logger.info("%d exact draws of the relaxed model (Wolff spins -> N(Ks, K))", args.exact_draws)
+        x_ref, ref_name = energy.exact_samples(args.exact_draws, seed=args.seed).to(dtype), "exact"
+        with torch.no_grad():
+            fkl = forward_kl(energy, q, x_ref)
+    else:
+        x_ref, ref_name = hmc.samples, "latent-HMC"
+    coverage = coverage_check(energy, q, x_ref, n_proposal=min(args.eval_samples, 8192))
+    del x_ref
     runs["latent_hmc"] = {"idata": to_inference_data(hmc, include_samples=args.save_configurations),
                           "seconds": hmc.sample_seconds, "grads": hmc.total_grad_evals,
                           "acceptance": hmc.acceptance_rate}
@@ -256,7 +269,9 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     summary: dict[str, Any] = {
         "study": args.study, "L": args.L, "dim": args.dim, "steps": d.step, "batch": args.batch,
         "train_seconds": train_s, "free_energy": est.to_dict(), "f_exact": f_exact, "references": refs,
-        "coverage": coverage.to_dict(),
+        "coverage": {**coverage.to_dict(), "reference_draws": ref_name},
+        "kl_p_q": None if fkl is None else fkl.to_dict(),
+        "kl_q_p": None if f_exact is None else (est.fq - f_exact) / float(energy.temperature),
         "annealed_importance_sampling": None if ais is None else {
             **ais_est.to_dict(), "temperatures": args.ais_temperatures, "seconds": ais.seconds,
             "grad_evals_per_particle": ais.grad_evals_per_particle, "acceptance": float(ais.acceptance.mean())},
@@ -289,9 +304,12 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
             ("annealed-IS ESS/N, PSIS k-hat", f"{ais_est.ess_fraction:.3f}, {ais_est.khat:.2f}", "", ""),
         ]
     rows += [
-        ("HMC draws beyond every flow draw's ln w", f"{coverage.fraction_beyond:.3f}", "< 0.01",
+        (f"{ref_name} draws beyond every flow draw's ln w", f"{coverage.fraction_beyond:.3f}", "< 0.01",
          "covered" if coverage.covered else f"HOLE ({coverage.gap_nats:+.1f} nats)"),
     ]
+    if fkl is not None and f_exact is not None:
+        rows.append(("KL(p‖q), KL(q‖p) in nats", f"{fkl.kl:.3f} ± {fkl.kl_err:.3f}, "
+                     f"{summary['kl_q_p']:.3f}", "0, 0", "forward from exact draws; reverse = (F_q - F)/T"))
     for obs, label in (("m2", "⟨m²⟩"), ("energy_per_site", "energy / site")):
         ref = refs.get(obs)
         for name in runs:
@@ -341,7 +359,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
              f"in {train_s:.1f} s; flow with {sum(p.numel() for p in flow_.parameters())} parameters.",
              "Free energies are F = -T ln Z of the simulated model (for Ising: the continuous relaxation, whose exact "
              "ln Z is Kaufman's ln Z_Ising plus a Gaussian constant; summary.json has both)."]
-    report = run.write_report(title, intro, rows, figs, notes=_notes(args, est, coverage, eff, ais_est))
+    report = run.write_report(title, intro, rows, figs, notes=_notes(args, est, coverage, eff, ais_est, ref_name))
     return StudyOutcome(report, console_table(rows), summary)
 
 
@@ -399,7 +417,7 @@ def _ess_too_small(eff: dict[str, dict[str, Any]]) -> str | None:
 
 
 def _notes(args: argparse.Namespace, est: Any, coverage: Any, eff: dict[str, dict[str, Any]],
-           ais_est: Any = None) -> list[str]:
+           ais_est: Any = None, ref_name: str = "latent-HMC") -> list[str]:
     notes = []
     listed = _ess_too_small(eff) if "physical_nuts" in eff else None
     if listed is not None:
@@ -410,7 +428,7 @@ def _notes(args: argparse.Namespace, est: Any, coverage: Any, eff: dict[str, dic
             "benchmarks/sampling.py.")
     if not coverage.covered:
         notes.append(
-            f"Coverage: {coverage.fraction_beyond:.1%} of the latent-HMC draws have log-weights above every one of "
+            f"Coverage: {coverage.fraction_beyond:.1%} of the {ref_name} draws have log-weights above every one of "
             f"{coverage.n_proposal} flow draws (99th percentile {coverage.gap_nats:+.1f} nats beyond): the flow "
             "(almost) never proposes part of the distribution — reverse KL is mode-seeking. Importance sampling, and "
             "flow-MH started from flow draws, are exact only in the limit and cannot correct this in a practical "
