@@ -9,14 +9,24 @@ cosine schedule calibrated to the budget, path gradients, Z2 mixture) for the sa
 * ``coupling=tanh`` — the default head and MaskedTanhCoupling layers instead of affine ones (conditionals that can
   be bimodal; about twice the step time).
 
+``--set capacity`` compares, with the default head, where extra parameters buy most at equal time:
+
+* ``head=tanh``   — the default flow (4 couplings per block, hidden 32 x 2, one disentangler/decimator pair per level);
+* ``repeats=2``   — two disentangler/decimator pairs per level (twice the layers, twice the step time);
+* ``hidden=64``   — hypernets twice as wide;
+* ``couplings=8`` — eight couplings per block with hidden 64 (the published flow used ten);
+* ``tanh+repeats=2`` — bimodal (tanh) couplings and two pairs per level (about four times the step time).
+
 Reported per arm: steps reached, median step time, F_q relative to the exact ln Z of the relaxed model, the
 importance-sampling ESS/N and PSIS k-hat (from 8192 fresh draws). Arms run one after another in one process, so
 their step times are comparable; run it alone on the machine for wall-time-fair figures.
 
     OMP_NUM_THREADS=1 python benchmarks/flow_ablation.py               # 4 arms x 300 s at L=8 + 4 x 120 s at L=4
+    OMP_NUM_THREADS=1 python benchmarks/flow_ablation.py --set capacity  # 5 arms x 300 s at L=8 + 5 x 120 s at L=4
     OMP_NUM_THREADS=1 python benchmarks/flow_ablation.py --quick       # seconds, the code path only
 
-Writes benchmarks/results/flow_ablation.json (``--quick``: flow_ablation_quick.json).
+Writes benchmarks/results/flow_ablation.json (``--set capacity``: flow_ablation_capacity.json; ``--quick`` adds
+``_quick``).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,12 +44,20 @@ from free_energy import train  # noqa: E402
 
 from pyro_nrg.energies import ISING_TC  # noqa: E402
 
-ARMS: dict[str, dict[str, str]] = {
+ARMS: dict[str, dict[str, Any]] = {
     "head=none": {"head": "none"},
     "head=tanh": {"head": "tanh"},
     "head=spline": {"head": "spline"},
     "coupling=tanh": {"head": "tanh", "coupling": "tanh"},
 }
+CAPACITY_ARMS: dict[str, dict[str, Any]] = {
+    "head=tanh": {"head": "tanh"},
+    "repeats=2": {"head": "tanh", "repeats": 2},
+    "hidden=64": {"head": "tanh", "hidden": 64},
+    "couplings=8": {"head": "tanh", "n_couplings": 8, "hidden": 64},
+    "tanh+repeats=2": {"head": "tanh", "coupling": "tanh", "repeats": 2},
+}
+SETS = {"heads": ARMS, "capacity": CAPACITY_ARMS}
 
 
 def main() -> None:
@@ -46,14 +65,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10-second arms (the code path only)")
     ap.add_argument("--budget-l8", type=float, default=300.0, help="training seconds per arm at L=8")
     ap.add_argument("--budget-l4", type=float, default=120.0, help="training seconds per arm at L=4 (0 = skip)")
+    ap.add_argument("--set", choices=tuple(SETS), default="heads",
+                    help="heads: head/coupling arms (default); capacity: depth/width arms")
     args = ap.parse_args()
+    arms = SETS[args.set]
     torch.set_num_threads(1)
     budgets = {8: 10.0, 4: 5.0} if args.quick else {8: args.budget_l8, 4: args.budget_l4}
     rows, figures = [], {}
     for L, budget in budgets.items():
         if budget <= 0:
             continue
-        for name, kw in ARMS.items():
+        for name, kw in arms.items():
             r = train(L, ISING_TC, budget, 256, 3e-3, n_eval=8192 if not args.quick else 1024, **kw)
             figures[f"L{L} {name}"] = r
             rows.append((str(L), name, str(r["steps"]), f"{r['step_seconds_median'] * 1e3:.0f}",
@@ -65,9 +87,10 @@ def main() -> None:
     headline.update({f"L{k.split()[0][1:]}_ess_fraction_{k.split()[1]}": v["ess_fraction"]
                      for k, v in figures.items()})
     settings = {"quick": args.quick, "budgets_s": budgets, "batch": 256, "lr": 3e-3, "temperature": ISING_TC,
-                "z2_symmetric": True, "gradient": "path", "arms": ARMS, "threads": 1,
-                "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2) with the arm's head/coupling"}
-    path = write_result("flow_ablation" + ("_quick" if args.quick else ""), settings, figures, headline)
+                "z2_symmetric": True, "gradient": "path", "set": args.set, "arms": arms, "threads": 1,
+                "flow": "neural_rg defaults (4 couplings/block, hidden 32 x 2) with the arm's options"}
+    name = "flow_ablation" + ("" if args.set == "heads" else f"_{args.set}") + ("_quick" if args.quick else "")
+    path = write_result(name, settings, figures, headline)
     print("wrote", path)
 
 

@@ -419,6 +419,14 @@ def test_wolff_spins_are_reproducible_ising_draws() -> None:
     assert wolff_spins(5, 1.5, 3, dim=1).shape == (3, 5)
     with pytest.raises(ValueError, match="thin >= 1"):
         wolff_spins(4, ISING_TC, 10, thin=0)
+    with pytest.raises(ValueError, match="n_therm >= 1"):
+        wolff_spins(4, ISING_TC, 10, n_therm=0)  # thin=None measures the cluster size during thermalisation
+    # thin=None: two sweeps of flipped spins between draws, so consecutive draws are nearly independent
+    def lag1(thin: int | None) -> float:
+        m2 = wolff_spins(8, ISING_TC, 2000, thin=thin, seed=2).reshape(2000, -1).astype(np.float64).mean(1) ** 2
+        return float(np.corrcoef(m2[:-1], m2[1:])[0, 1])
+
+    assert lag1(None) < 0.25 < lag1(1)  # measured 0.15 and 0.46
     with pytest.raises(LatticeSizeError, match="L >= 3"):
         wolff_spins(2, ISING_TC, 10)
 
