@@ -87,11 +87,11 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     return out
 
 
-def step_time(L: int, batch: int, pyro_flow: bool, head: str = "tanh") -> tuple[float, int]:
+def step_time(L: int, batch: int, pyro_flow: bool, head: str = "tanh", repeats: int = 1) -> tuple[float, int]:
     """Median training-step time of the Distiller with our flow or a Pyro affine_coupling stack of equal params."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(L, ISING_TC)
-    ours = neural_rg(L=L, head=head)
+    ours = neural_rg(L=L, head=head, repeats=repeats)
     n_ours = sum(p.numel() for p in ours.parameters())
     flow = ours
     if pyro_flow:
@@ -126,6 +126,9 @@ def main() -> None:
     ap.add_argument("--head", choices=("none", "spline", "tanh"), default="tanh",
                     help="element-wise head of the benchmarked flow "
                          "(default tanh, the library default, as in results/free_energy.json)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="disentangler/decimator pairs per level (default 1, the library default; 3 gave the lowest "
+                         "L=8 F_q in 900 s, see flow_ablation.py --set capacity); writes free_energy_repeats<N>.json")
     ap.add_argument("--budget-ablation", type=float, default=300.0,
                     help="training seconds of each arm of the L=8 head ablation: no head vs --head (0 = skip it)")
     args = ap.parse_args()
@@ -133,21 +136,22 @@ def main() -> None:
     runs = []
     print("training ...", flush=True)
     h = args.head
+    fk = {"repeats": args.repeats} if args.repeats != 1 else {}
     runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True, head=h,
-                      ais=(4096, 32) if not q else (256, 8)))
+                      ais=(4096, 32) if not q else (256, 8), **fk))
     runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True, head=h,
-                      ais=(2048, 64) if not q else (256, 8)))
+                      ais=(2048, 64) if not q else (256, 8), **fk))
     runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192, head=h,
-                      ais=(1024, 64) if not q else (128, 4)))
+                      ais=(1024, 64) if not q else (128, 4), **fk))
     sweep = []
     for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
         sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3, head=h,
-                           ais=(1024, 32) if not q else (128, 4)))
+                           ais=(1024, 32) if not q else (128, 4), **fk))
     ablation = []
     if args.budget_ablation > 0 and h != "none":  # the same L=8 training with and without the head
         for head in ("none", h):
             ablation.append({"head": head, **train(8, ISING_TC, args.budget_ablation if not q else 15, 256, 3e-3,
-                                                   head=head)})
+                                                   head=head, **fk)})
             print(f"ablation L=8 head={head}: F_q rel {ablation[-1]['fq_rel_err']:.2e} "
                   f"({ablation[-1]['steps']} steps)", flush=True)
     rows = [(f"{r['L']}", f"{r['T']:.4f}", f"{r['steps']}", f"{r['train_seconds']:.0f}", f"{r['fq_rel_err']:.2e}",
@@ -158,18 +162,20 @@ def main() -> None:
             for r in runs + sweep]
     print(table(rows, ("L", "T", "steps", "train s", "F_q rel", "F_IS rel", "IS sigma", "F_q rel (Ising)",
                        "ESS/N", "k-hat", "MH acc", "F_AIS rel", "AIS sigma", "AIS ESS/N", "AIS s")))
-    t8_ours, p8 = step_time(8, 256, False, h)
-    t8_pyro, p8p = step_time(8, 256, True, h)
-    t16_ours, _ = step_time(16, 256, False, h)
+    t8_ours, p8 = step_time(8, 256, False, h, args.repeats)
+    t8_pyro, p8p = step_time(8, 256, True, h, args.repeats)
+    t16_ours, _ = step_time(16, 256, False, h, args.repeats)
     print(f"step time L=8 b=256: ours {t8_ours * 1e3:.1f} ms ({p8} params), Pyro affine_coupling stack "
           f"{t8_pyro * 1e3:.1f} ms ({p8p} params): ratio {t8_ours / t8_pyro:.2f}; L=16/L=8 {t16_ours / t8_ours:.2f}")
     l8, l16 = runs[1], runs[2]
     path = write_result(
-        ("free_energy" if h == "tanh" else f"free_energy_head_{h}") + ("_quick" if q else ""),
+        ("free_energy" if h == "tanh" else f"free_energy_head_{h}")
+        + (f"_repeats{args.repeats}" if args.repeats != 1 else "") + ("_quick" if q else ""),
         {"quick": q, "budget_l8_s": args.budget_l8, "budget_l16_s": args.budget_l16,
          "budget_sweep_s": args.budget_sweep, "z2_symmetric": True, "gradient": "path",
          "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
-         "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}",
+         "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}, "
+                 f"repeats={args.repeats}",
          "budget_ablation_s": args.budget_ablation,
          "ais": "annealed_importance_sampling defaults (sigmoid schedule, 1 HMC transition of 5 leapfrog steps "
                 "per temperature, step size from a 128-particle pilot, Z2 sector function); (particles, "
