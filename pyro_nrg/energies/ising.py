@@ -603,7 +603,8 @@ class IsingRelaxed(Energy):
             generator: torch generator for :math:`\varepsilon` (default: the global RNG).
 
         Returns:
-            ``x`` of shape ``(*batch, *event_shape)`` in the buffers' dtype (float64 unless the energy was cast).
+            ``x`` of shape ``(*batch, *event_shape)`` in the energy's dtype and device (torch's default dtype at
+            construction; ``energy.double()`` gives float64 draws).
 
         Raises:
             EventShapeError: ``spins`` does not end in the event shape.
