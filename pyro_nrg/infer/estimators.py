@@ -203,6 +203,13 @@ def importance_observables(energy: Any, x: torch.Tensor, log_w: torch.Tensor) ->
 
 
 
+def _target_log_weights(energy: Any, q: Any, x_target: torch.Tensor, batch_size: int) -> torch.Tensor:
+    r""":math:`\ln w` (float64, shape ``(S,)``) of target draws of any leading shape, evaluated in batches."""
+    es = len(getattr(q, "event_shape", ()))
+    xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
+    return torch.cat([log_weights(energy, q, b) for b in xt.split(batch_size)])
+
+
 @dataclass
 class CoverageReport:
     r"""Does the flow :math:`q` cover the target :math:`p`? Log-weights on target samples vs on flow samples.
@@ -260,9 +267,7 @@ def coverage_check(
     Returns:
         :class:`CoverageReport`.
     """
-    es = len(getattr(q, "event_shape", ()))
-    xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
-    lw_t = torch.cat([log_weights(energy, q, b) for b in xt.split(batch_size)])
+    lw_t = _target_log_weights(energy, q, x_target, batch_size)
     _, lw_q = sample_log_weights(energy, q, n_proposal, batch_size)
     lw_t, lw_q = lw_t[torch.isfinite(lw_t)], lw_q[torch.isfinite(lw_q)]
     top = float(lw_q.max())
@@ -314,9 +319,7 @@ def forward_kl(
         :class:`ForwardKL` (error from the sample standard deviation; correlated draws understate it).
     """
     lz = float(energy.log_z() if log_z is None else log_z)
-    es = len(getattr(q, "event_shape", ()))
-    xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
-    lw = torch.cat([log_weights(energy, q, b) for b in xt.split(batch_size)])
+    lw = _target_log_weights(energy, q, x_target, batch_size)
     n = int(lw.numel())
     err = float(lw.std()) / math.sqrt(n) if n > 1 else float("inf")
     return ForwardKL(float(lw.mean()) - lz, err, n)

@@ -232,8 +232,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     if getattr(args, "exact_draws", 0) > 0 and hasattr(energy, "exact_samples"):
         logger.info("%d exact draws of the relaxed model (Wolff spins -> N(Ks, K))", args.exact_draws)
         x_ref, ref_name = energy.exact_samples(args.exact_draws, seed=args.seed).to(dtype), "exact"
-        with torch.no_grad():
-            fkl = forward_kl(energy, q, x_ref)
+        fkl = forward_kl(energy, q, x_ref)  # no_grad inside
     else:
         x_ref, ref_name = hmc.samples, "latent-HMC"
     coverage = coverage_check(energy, q, x_ref, n_proposal=min(args.eval_samples, 8192))
