@@ -37,13 +37,18 @@ from pyro_nrg.transforms import TransformBlock  # noqa: E402
 
 def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 0,
           n_eval: int = 16384, mh: bool = False, gradient: str = "path", head: str = "tanh",
-          ais: tuple[int, int] | None = None, **flow_kw) -> dict:
+          ais: tuple[int, int] | None = None, translations: int = 1,
+          symmetric_evals: tuple[tuple[int, bool], ...] = (), **flow_kw) -> dict:
     """Distil for ``budget_s`` seconds: the step count is calibrated from the first 20 steps so that the cosine
-    schedule ends when the budget does. ``ais=(particles, temperatures)`` adds the annealed-IS estimate."""
+    schedule ends when the budget does. ``ais=(particles, temperatures)`` adds the annealed-IS estimate.
+    ``translations`` trains the lattice-symmetrised mixture (``DistillConfig.translations``);
+    ``symmetric_evals`` adds, for each ``(translations, point_group)``, the F_q and IS estimate of the trained
+    flow's lattice-symmetrised mixture (``Distiller.estimate``), which is never worse (convexity of KL)."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
     flow = neural_rg(L=L, head=head, **flow_kw)
-    cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient)
+    cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient,
+                        translations=translations)
     d = Distiller(energy, flow, cfg)
     t0 = time.perf_counter()
     d.run(steps=20, progress=False)
@@ -64,7 +69,15 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
         "fq_rel_err_vs_ising": (est.fq + T * energy.log_z()) / abs(f_ising),
         "is_rel_err_vs_ising": (est.f_is + T * energy.log_z()) / abs(f_ising),
         "ess_fraction": est.ess_fraction, "khat": est.khat, "flow_params": sum(p.numel() for p in flow.parameters()),
+        "translations": translations,
     }
+    for t, pg in symmetric_evals:
+        t0 = time.perf_counter()
+        es = d.estimate(n_eval, translations=t, point_group=pg)
+        out.setdefault("symmetrised", []).append({
+            "translations": t, "point_group": pg, "maps": t**2 * (8 if pg else 1), "fq_rel_err": es.fq_rel_err,
+            "fq_err_rel": es.fq_err / abs(es.fq), "is_rel_err": es.is_rel_err, "is_sigma": es.is_sigma,
+            "ess_fraction": es.ess_fraction, "khat": es.khat, "seconds": time.perf_counter() - t0})
     if ais is not None:
         a = annealed_importance_sampling(energy, d.guide, num_particles=ais[0], num_temperatures=ais[1],
                                          batch_size=512)
@@ -129,6 +142,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="disentangler/decimator pairs per level (default 1, the library default; 3 gave the lowest "
                          "L=8 F_q in 900 s, see flow_ablation.py --set capacity); writes free_energy_repeats<N>.json")
+    ap.add_argument("--translations", type=int, default=1,
+                    help="train the mixture over lattice shifts by {0..t-1}^2 (DistillConfig.translations; default 1 "
+                         "= off); writes free_energy_t<t>.json")
+    ap.add_argument("--no-symmetric-eval", action="store_true",
+                    help="skip the F_q of the trained flows' lattice-symmetrised mixtures (shifts by 0/1, and with the "
+                         "point group at L=4 and 8)")
     ap.add_argument("--budget-ablation", type=float, default=300.0,
                     help="training seconds of each arm of the L=8 head ablation: no head vs --head (0 = skip it)")
     args = ap.parse_args()
@@ -137,12 +156,15 @@ def main() -> None:
     print("training ...", flush=True)
     h = args.head
     fk = {"repeats": args.repeats} if args.repeats != 1 else {}
+    if args.translations != 1:
+        fk["translations"] = args.translations
+    sym = () if args.no_symmetric_eval else ((2, False), (2, True))
     runs.append(train(4, ISING_TC, 60 if not q else 15, 256, 5e-3, mh=True, head=h,
-                      ais=(4096, 32) if not q else (256, 8), **fk))
+                      ais=(4096, 32) if not q else (256, 8), symmetric_evals=sym, **fk))
     runs.append(train(8, ISING_TC, args.budget_l8 if not q else 45, 512 if not q else 256, 3e-3, mh=True, head=h,
-                      ais=(2048, 64) if not q else (256, 8), **fk))
+                      ais=(2048, 64) if not q else (256, 8), symmetric_evals=sym, **fk))
     runs.append(train(16, ISING_TC, args.budget_l16 if not q else 30, 256, 3e-3, n_eval=8192, head=h,
-                      ais=(1024, 64) if not q else (128, 4), **fk))
+                      ais=(1024, 64) if not q else (128, 4), symmetric_evals=sym[:1], **fk))
     sweep = []
     for T in ([2.0, 2.25, 2.5, 2.75, 3.0] if not q else [2.0, 3.0]):
         sweep.append(train(8, T, args.budget_sweep if not q else 15, 256, 3e-3, head=h,
@@ -162,6 +184,14 @@ def main() -> None:
             for r in runs + sweep]
     print(table(rows, ("L", "T", "steps", "train s", "F_q rel", "F_IS rel", "IS sigma", "F_q rel (Ising)",
                        "ESS/N", "k-hat", "MH acc", "F_AIS rel", "AIS sigma", "AIS ESS/N", "AIS s")))
+    sym_rows = [(f"{r['L']}", f"{e['translations']}", "yes" if e["point_group"] else "no", f"{e['maps']}",
+                 f"{r['fq_rel_err']:.2e}", f"{e['fq_rel_err']:.2e}", f"{e['is_rel_err']:+.2e}", f"{e['is_sigma']:+.2f}",
+                 f"{e['ess_fraction']:.3f}", f"{e['khat']:.2f}", f"{e['seconds']:.0f}")
+                for r in runs for e in r.get("symmetrised", [])]
+    if sym_rows:
+        print("lattice-symmetrised mixtures of the same flows (F_q never higher):")
+        print(table(sym_rows, ("L", "shifts", "point group", "maps", "F_q rel (flow)", "F_q rel (mixture)",
+                               "F_IS rel", "IS sigma", "ESS/N", "k-hat", "eval s")))
     t8_ours, p8 = step_time(8, 256, False, h, args.repeats)
     t8_pyro, p8p = step_time(8, 256, True, h, args.repeats)
     t16_ours, _ = step_time(16, 256, False, h, args.repeats)
@@ -170,12 +200,14 @@ def main() -> None:
     l8, l16 = runs[1], runs[2]
     path = write_result(
         ("free_energy" if h == "tanh" else f"free_energy_head_{h}")
-        + (f"_repeats{args.repeats}" if args.repeats != 1 else "") + ("_quick" if q else ""),
+        + (f"_repeats{args.repeats}" if args.repeats != 1 else "")
+        + (f"_t{args.translations}" if args.translations != 1 else "") + ("_quick" if q else ""),
         {"quick": q, "budget_l8_s": args.budget_l8, "budget_l16_s": args.budget_l16,
          "budget_sweep_s": args.budget_sweep, "z2_symmetric": True, "gradient": "path",
          "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
          "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}, "
                  f"repeats={args.repeats}",
+         "translations": args.translations,
          "budget_ablation_s": args.budget_ablation,
          "ais": "annealed_importance_sampling defaults (sigmoid schedule, 1 HMC transition of 5 leapfrog steps "
                 "per temperature, step size from a 128-particle pilot, Z2 sector function); (particles, "
@@ -192,6 +224,8 @@ def main() -> None:
             "L16_ais_rel_err": l16["ais_rel_err"], "L16_ais_sigma": l16["ais_sigma"],
             "step_time_ratio_vs_pyro_affine_coupling": t8_ours / t8_pyro,
             "step_time_ratio_L16_over_L8": t16_ours / t8_ours,
+            **{f"L{r['L']}_fq_rel_err_symmetrised_t{e['translations']}{'_point_group' if e['point_group'] else ''}":
+               e["fq_rel_err"] for r in (runs[1], runs[2]) for e in r.get("symmetrised", [])},
             **({"L8_ablation_fq_rel_err_no_head": ablation[0]["fq_rel_err"],
                 f"L8_ablation_fq_rel_err_{h}_head": ablation[1]["fq_rel_err"]} if ablation else {}),
         },

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -36,11 +37,11 @@ import torch
 from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
-from ..distributions import atomic_torch_save
+from ..distributions import FlowDistribution, atomic_torch_save
 from ..errors import CheckpointError, ConfigMismatchError, TrainingDivergedError
 from ..flows import flow_config, normalized_flow_config
 from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
-from .model import FlowGuide, boltzmann_model
+from .model import FlowGuide, boltzmann_model, symmetrize
 
 __all__ = [
     "DistillConfig",
@@ -72,6 +73,11 @@ class DistillConfig:
         min_lr_ratio: floor of the cosine schedule.
         clip_norm: gradient-norm clipping (``None`` = off).
         z2_symmetric: train the Z₂-symmetrized mixture :math:`\\tfrac12[q(x) + q(-x)]`.
+        translations: train (and estimate with) the mixture of ``q`` over lattice shifts by
+            :math:`\\{0..t-1\\}^d` sites (:class:`~pyro_nrg.distributions.LatticeSymmetrized`; 1 = off). Never
+            raises F_q (convexity of KL); costs :math:`t^d` inverse passes per ``log_prob``. A flow trained
+            without it may still be *evaluated* with it: :meth:`Distiller.estimate` takes ``translations``.
+        point_group: also average over the lattice rotations and reflections (8 on the square).
         checkpoint_every: steps between checkpoints (when a checkpoint folder is given).
         seed: seeds torch's RNG at the start of a fresh run (``None`` = leave it).
         gradient: ``"reparam"`` (Pyro's plain reparameterised ELBO gradient) or ``"path"`` (path gradient /
@@ -96,12 +102,16 @@ class DistillConfig:
     seed: int | None = 0
     gradient: str = "reparam"
     shards: int = 1
+    translations: int = 1
+    point_group: bool = False
 
     def __post_init__(self) -> None:
         if self.gradient not in ("reparam", "path"):
             raise ValueError(f"gradient must be 'reparam' or 'path', got {self.gradient!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if int(self.translations) < 1:
+            raise ValueError(f"translations must be >= 1 (1 = no lattice averaging), got {self.translations}")
         if int(self.shards) < 1:
             raise ValueError(f"shards must be >= 1, got {self.shards}")
         if int(self.steps) < 0 or int(self.batch) < 2:
@@ -206,7 +216,8 @@ class Distiller:
         self.model = boltzmann_model(energy, site)
         self.guide = FlowGuide(
             self.model, flow, site=site, z2_symmetric=self.config.z2_symmetric,
-            path_gradient=self.config.gradient == "path",
+            path_gradient=self.config.gradient == "path", translations=self.config.translations,
+            point_group=self.config.point_group,
         )
         with torch.random.fork_rng():
             self.guide._setup_prototype()  # runs the model once; keep it off the training RNG stream
@@ -461,20 +472,28 @@ class Distiller:
 
     # --- evaluation ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def estimate(self, n: int = 8192, batch_size: int = 4096, float64: bool = True) -> FreeEnergyEstimate:
-        """F_q, IS ln Z, ESS and k-hat from ``n`` fresh samples (a float64 copy of the flow if ``float64``)."""
-        q = self.guide.distribution()
-        energy = self.energy
+    def estimate(
+        self,
+        n: int = 8192,
+        batch_size: int = 4096,
+        float64: bool = True,
+        translations: int | None = None,
+        point_group: bool | None = None,
+    ) -> FreeEnergyEstimate:
+        """F_q, IS ln Z, ESS and k-hat from ``n`` fresh samples (a float64 copy of the flow if ``float64``).
+
+        ``translations`` / ``point_group`` (default: the config's) evaluate the lattice-symmetrised mixture of the
+        trained flow (:class:`~pyro_nrg.distributions.LatticeSymmetrized`), whose F_q is never higher.
+        """
+        t = self.config.translations if translations is None else int(translations)
+        pg = self.config.point_group if point_group is None else bool(point_group)
+        flow, energy = self.flow, self.energy
         if float64:
-            import copy
-
             _clear_caches(self.flow)  # cached tensors with autograd history cannot be deep-copied
-            flow64 = copy.deepcopy(self.flow).double()
-            from ..distributions import FlowDistribution, Z2Symmetrized
-
-            q = FlowDistribution(flow64)
-            q = Z2Symmetrized(q) if self.config.z2_symmetric else q
+            flow = copy.deepcopy(self.flow).double()
             energy = copy.deepcopy(energy).double()
+        lattice = self.guide.lattice_shape() if t > 1 or pg else None
+        q = symmetrize(FlowDistribution(flow), self.config.z2_symmetric, t, pg, lattice)
         _, lw = sample_log_weights(energy, q, n, batch_size)
         exact = None
         try:

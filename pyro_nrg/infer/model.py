@@ -26,11 +26,11 @@ from pyro import poutine
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_sample
 
-from ..distributions import FlowDistribution, Z2Symmetrized, standard_normal
+from ..distributions import FlowDistribution, LatticeSymmetrized, Z2Symmetrized, standard_normal
 from ..errors import EventShapeError
 from ..transforms.base import PairedTransformModule, Reshaped
 
-__all__ = ["flat_site_distribution", "boltzmann_site", "boltzmann_model", "FlowGuide"]
+__all__ = ["flat_site_distribution", "boltzmann_site", "boltzmann_model", "FlowGuide", "symmetrize"]
 
 
 def flat_site_distribution(
@@ -69,6 +69,23 @@ def boltzmann_model(energy: Any, site: str = "x") -> Callable[[], torch.Tensor]:
     return model
 
 
+def symmetrize(
+    q: dist.TorchDistribution,
+    z2_symmetric: bool = False,
+    translations: int = 1,
+    point_group: bool = False,
+    lattice_shape: tuple[int, ...] | None = None,
+) -> dist.TorchDistribution:
+    r"""Wrap ``q`` in the symmetrised mixtures it asks for: :class:`~pyro_nrg.distributions.Z2Symmetrized` (sign),
+    then :class:`~pyro_nrg.distributions.LatticeSymmetrized` (``translations > 1`` or ``point_group``) on
+    ``lattice_shape`` (default: ``q.event_shape``). Without any of them ``q`` is returned as it is."""
+    if z2_symmetric:
+        q = Z2Symmetrized(q)
+    if int(translations) > 1 or point_group:
+        q = LatticeSymmetrized(q, tuple(lattice_shape or q.event_shape), int(translations), bool(point_group))
+    return q
+
+
 class FlowGuide(AutoContinuous):
     r"""A Pyro ``AutoContinuous`` guide whose posterior is a normalizing flow (optionally Z₂-symmetrized).
 
@@ -81,6 +98,10 @@ class FlowGuide(AutoContinuous):
         flow: transform module, latent → physical, with ``event_shape`` equal to the site's event shape (or flat).
         site: the model site to cover.
         z2_symmetric: use the mixture :math:`\tfrac12[q(x)+q(-x)]` as the posterior.
+        translations: average the posterior over lattice shifts by :math:`\{0..t-1\}^d` sites
+            (:class:`~pyro_nrg.distributions.LatticeSymmetrized`; 1 = off). Costs :math:`t^d` evaluations of
+            :math:`\ln q` per ``log_prob``.
+        point_group: also average over the rotations and reflections of the lattice (8 on the square).
         path_gradient: score the guide's own samples with detached flow parameters (path-gradient / "sticking
             the landing" estimator of the ELBO gradient; same values, lower-variance gradients).
 
@@ -95,9 +116,13 @@ class FlowGuide(AutoContinuous):
         site: str = "x",
         z2_symmetric: bool = False,
         path_gradient: bool = False,
+        translations: int = 1,
+        point_group: bool = False,
     ) -> None:
         self.site = site
         self.z2_symmetric = bool(z2_symmetric)
+        self.translations = int(translations)
+        self.point_group = bool(point_group)
         self.path_gradient = bool(path_gradient)
         super().__init__(poutine.block(model, expose=[site]), init_loc_fn=init_to_sample)
         self.flow = flow
@@ -126,12 +151,24 @@ class FlowGuide(AutoContinuous):
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> dist.TorchDistribution:
         q = FlowDistribution(self._flat, (self.latent_dim,), path_gradient=self.path_gradient)
-        return Z2Symmetrized(q) if self.z2_symmetric else q
+        return self.symmetrize(q)
+
+    def lattice_shape(self) -> tuple[int, ...]:
+        """Shape of one configuration of the site (from the model; the flow's event shape before setup)."""
+        trace = getattr(self, "prototype_trace", None)
+        if trace is not None:
+            node = trace.nodes[self.site]
+            return tuple(node["fn"].event_shape)
+        return tuple(self.flow.event_shape)
+
+    def symmetrize(self, q: dist.TorchDistribution) -> dist.TorchDistribution:
+        """``q`` wrapped in this guide's symmetrised mixtures (see :func:`symmetrize`)."""
+        lattice = self.lattice_shape() if self.translations > 1 or self.point_group else None
+        return symmetrize(q, self.z2_symmetric, self.translations, self.point_group, lattice)
 
     def distribution(self, latent_scale: float = 1.0) -> dist.TorchDistribution:
         """The variational distribution on the site's own event shape (no Pyro bookkeeping).
 
         ``latent_scale > 1`` widens the latent Gaussian: a broader proposal for flow-MH or importance sampling.
         """
-        q = FlowDistribution(self.flow, latent_scale=latent_scale)
-        return Z2Symmetrized(q) if self.z2_symmetric else q
+        return self.symmetrize(FlowDistribution(self.flow, latent_scale=latent_scale))
