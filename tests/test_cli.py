@@ -36,6 +36,9 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     assert "report:" in printed and "importance-sampled F" in printed and "physical NUTS" in printed
     assert "KL(p‖q), KL(q‖p) in nats" in printed and "exact draws beyond every flow draw" in printed
     assert "annealed-IS F (3 temperatures)" in printed
+    assert "F_q of its mixture over shifts by 0/1 site" in printed  # LatticeSymmetrized, never a higher F_q
+    plain, mixed = summary["free_energy"], summary["free_energy_shift_mixture"]
+    assert mixed["fq"] < plain["fq"] + 5 * (plain["fq_err"] + mixed["fq_err"])  # (independent draws)
     ais = summary["annealed_importance_sampling"]
     assert ais["n"] == 32 and ais["grad_evals_per_particle"] == 1 + 3 * 5 and ais["exact_log_z"] is not None
     report = (out / "report.md").read_text()
@@ -104,6 +107,8 @@ def test_cli_refuses_impossible_configs_with_a_message(tmp_path: Path, capsys) -
     assert "power of 2" in err and "L=8 or L=16" in err
     assert main(["--T", "-1", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "temperature" in capsys.readouterr().err
+    assert main(["--translations", "0", "--out", str(tmp_path / "z"), "--quiet"]) == 2
+    assert "--translations must be between 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--steps", "many"])
     assert exc.value.code == 2
