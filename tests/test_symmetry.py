@@ -13,7 +13,7 @@ from pyro_nrg.distributions import FlowDistribution, LatticeSymmetrized, Z2Symme
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, Phi4
 from pyro_nrg.errors import EventShapeError
 from pyro_nrg.flows import neural_rg
-from pyro_nrg.infer import DistillConfig, Distiller, flow_mh
+from pyro_nrg.infer import DistillConfig, Distiller, FlowGuide, boltzmann_model, flow_mh
 
 F64 = torch.float64
 
@@ -65,6 +65,11 @@ def test_rsample_is_reparameterised_and_flat_events_take_a_lattice_shape() -> No
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in flow.parameters())
     assert q.log_prob(x.detach()).shape == (7,)
     assert q.expand((3,)).log_prob(x.detach()[:3]).shape == (3,)
+    # a guide with a flat flow takes the lattice from the model, also before Pyro has set it up
+    guide = FlowGuide(boltzmann_model(IsingRelaxed(4, ISING_TC)), neural_rg(L=4, flat=True), translations=2,
+                      point_group=True)
+    q = guide.distribution()
+    assert isinstance(q, LatticeSymmetrized) and q.lattice_shape == (4, 4) and q.num_maps == 32
 
 
 def test_bad_lattices_and_settings_are_refused_with_named_errors() -> None:

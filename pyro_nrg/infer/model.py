@@ -154,12 +154,11 @@ class FlowGuide(AutoContinuous):
         return self.symmetrize(q)
 
     def lattice_shape(self) -> tuple[int, ...]:
-        """Shape of one configuration of the site (from the model; the flow's event shape before setup)."""
-        trace = getattr(self, "prototype_trace", None)
-        if trace is not None:
-            node = trace.nodes[self.site]
-            return tuple(node["fn"].event_shape)
-        return tuple(self.flow.event_shape)
+        """Shape of one configuration of the site, read from the model (a flat flow's event shape is not it)."""
+        if getattr(self, "prototype_trace", None) is None:
+            with torch.random.fork_rng():  # runs the model once; keep it off the caller's RNG stream
+                self._setup_prototype()
+        return tuple(self.prototype_trace.nodes[self.site]["fn"].event_shape)
 
     def symmetrize(self, q: dist.TorchDistribution) -> dist.TorchDistribution:
         """``q`` wrapped in this guide's symmetrised mixtures (see :func:`symmetrize`)."""
