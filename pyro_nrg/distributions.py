@@ -274,7 +274,8 @@ class LatticeSymmetrized(dist.TorchDistribution):
     Args:
         base: the distribution :math:`q`; its event is the lattice (``lattice_shape``) or its flattening.
         lattice_shape: ``(L,)`` or ``(L, L)``.
-        translations, point_group: the set :math:`S` (see :func:`lattice_symmetry_maps`).
+        translations: shifts by :math:`\{0, \dots, t-1\}^d` sites (see :func:`lattice_symmetry_maps`).
+        point_group: also every rotation/reflection of the lattice.
 
     Example:
         >>> from pyro_nrg.flows import neural_rg
