@@ -13,10 +13,11 @@ r"""Flow distributions for Pyro models: NeuralRG priors, Z₂-symmetrized mixtur
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "lattice_symmetry_maps",
     "standard_normal",
     "detached_log_prob",
+    "detached_parameters",
     "atomic_torch_save",
 ]
 
@@ -189,13 +191,15 @@ class Z2Symmetrized(dist.TorchDistribution):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         last = getattr(self, "_last", None)
-        if getattr(self.base, "path_gradient", False) and torch.is_grad_enabled():
-            own = last[1] if last is not None and last[0] is x else x
-            return torch.logaddexp(self.base.log_prob(own), self.base.log_prob(-own)) - math.log(2.0)
-        if last is not None and last[0] is x and last[2] is not None:
+        if not (getattr(self.base, "path_gradient", False) and torch.is_grad_enabled()) \
+                and last is not None and last[0] is x and last[2] is not None:
             _, x_own, log_q_own = last
             return torch.logaddexp(log_q_own, self.base.log_prob(-x_own)) - math.log(2.0)
-        return torch.logaddexp(self.base.log_prob(x), self.base.log_prob(-x)) - math.log(2.0)
+        if last is not None and last[0] is x:
+            x = last[1]  # score the unsigned draw: the mixture is even, and its graph is the sample's own
+        # one flow call on the stacked pair (x, -x): half the per-call overhead of two calls
+        pair = self.base.log_prob(torch.stack([x, -x]))
+        return torch.logaddexp(pair[0], pair[1]) - math.log(2.0)
 
 
 SymmetryMap = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
@@ -346,13 +350,25 @@ class LatticeSymmetrized(dist.TorchDistribution):
         return self.base.log_prob(pre).logsumexp(0) - math.log(len(self.maps))
 
 
-class _InverseCall(torch.nn.Module):
-    def __init__(self, flow: torch.nn.Module) -> None:
-        super().__init__()
-        self.flow = flow
+@contextlib.contextmanager
+def detached_parameters(module: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, every parameter of ``module`` reads as its detached self (same storage, no graph).
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.flow.inverse_and_log_det(x)
+    What ``torch.func.functional_call`` with detached parameters does, without its generic bookkeeping (about 5 ms
+    a call for a flow of 500 parameter tensors): the parameter slots are swapped in place and restored on exit,
+    even on an exception. The list of slots is cached on the module and rebuilt when a parameter is replaced.
+    """
+    slots = getattr(module, "_pyro_nrg_param_slots", None)
+    if slots is None or any(m._parameters.get(n) is not p for m, n, p in slots):
+        slots = [(m, n, p) for m in module.modules() for n, p in m._parameters.items() if p is not None]
+        object.__setattr__(module, "_pyro_nrg_param_slots", slots)
+    try:
+        for m, n, p in slots:
+            m._parameters[n] = p.detach()
+        yield
+    finally:
+        for m, n, p in slots:
+            m._parameters[n] = p
 
 
 def detached_log_prob(q: FlowDistribution, x: torch.Tensor) -> torch.Tensor:
@@ -367,9 +383,8 @@ def detached_log_prob(q: FlowDistribution, x: torch.Tensor) -> torch.Tensor:
     flow = q.flow
     if not hasattr(flow, "inverse_and_log_det"):
         return dist.TransformedDistribution.log_prob(q, x)
-    wrapper = _InverseCall(flow)
-    params = {f"flow.{k}": v.detach() for k, v in flow.named_parameters()}
-    z, ldj = torch.func.functional_call(wrapper, params, (x,), strict=False)
+    with detached_parameters(flow):
+        z, ldj = flow.inverse_and_log_det(x)
     return q.base_dist.log_prob(z) - ldj
 
 

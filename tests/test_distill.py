@@ -351,3 +351,43 @@ def test_forward_kl_of_a_distilled_flow_on_exact_relaxed_draws() -> None:
         kls.append(forward_kl(energy, d.guide.distribution(), x))
     assert all(r.kl > -4 * r.kl_err for r in kls)
     assert kls[1].kl < kls[0].kl - 4 * (kls[0].kl_err + kls[1].kl_err)
+
+
+def test_detached_parameters_cut_only_the_parameter_graph_and_restore_on_error() -> None:
+    """Inside ``detached_parameters`` the flow's output carries gradients to its input and none to its parameters;
+    on exit, even through an exception, the very same Parameter objects are back."""
+    from pyro_nrg.distributions import detached_parameters
+
+    flow = _small_flow()
+    before = [id(p) for p in flow.parameters()]
+    x = torch.randn(3, 4, 4, requires_grad=True)
+    with detached_parameters(flow):
+        z, ldj = flow.inverse_and_log_det(x)
+    (z.sum() + ldj.sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in flow.parameters())
+    with pytest.raises(RuntimeError, match="boom"), detached_parameters(flow):
+        raise RuntimeError("boom")
+    assert [id(p) for p in flow.parameters()] == before
+    assert all(isinstance(p, torch.nn.Parameter) for p in flow.parameters())
+
+
+def test_guide_direct_parameters_skips_pyro_param_sites_only_inside_the_block() -> None:
+    """SVI finds the flow's parameters through ``pyro.param`` sites in the guide's trace; the Distiller's fast path
+    leaves them out, and only inside ``direct_parameters()``."""
+    from pyro import poutine
+
+    from pyro_nrg.infer import FlowGuide, boltzmann_model
+
+    model = boltzmann_model(IsingRelaxed(4, 3.0))
+    guide = FlowGuide(model, _small_flow(), z2_symmetric=True)
+    n_params = len(list(guide.flow.parameters()))
+
+    def param_sites() -> int:
+        tr = poutine.trace(guide).get_trace()
+        return sum(1 for node in tr.nodes.values() if node["type"] == "param")
+
+    assert param_sites() >= n_params
+    with guide.direct_parameters():
+        assert param_sites() == 0
+    assert param_sites() >= n_params

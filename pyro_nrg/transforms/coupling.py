@@ -81,6 +81,10 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+def _reset_layout(module: MaskedAffineCoupling, _incompatible_keys: object) -> None:
+    module._set_layout()
+
+
 def half_partitions(d: int, n: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
     """``n`` (conditioning, transformed) half/half partitions of ``range(d)`` for a stack of couplings.
 
@@ -153,6 +157,48 @@ class MaskedAffineCoupling(PairedTransformModule):
         self.register_buffer("merge", torch.argsort(torch.as_tensor([*cond, *trans], dtype=torch.long)))
         if not self.additive:
             self.scale_bound = nn.Parameter(torch.full((len(trans),), float(scale_bound)))
+        self._set_layout()
+        self.register_load_state_dict_post_hook(_reset_layout)  # a loaded state may carry other index sets
+
+    def _set_layout(self) -> None:
+        """Recognise the index sets that slicing can split and concatenation merge (views, not gathers): the
+        halves ``{0..h-1 | h..d-1}`` and the even/odd sites, either way round. Any other partition uses gathers;
+        the result is the same, only the number of tensor operations differs."""
+        cond, trans, d = self.cond.tolist(), self.trans.tolist(), self.d
+        h = d // 2
+        self._layout = "general"
+        if len(cond) == len(trans) == h and 2 * h == d:
+            for name, first, second in (("halves", list(range(h)), list(range(h, d))),
+                                        ("interleaved", list(range(0, d, 2)), list(range(1, d, 2)))):
+                if (cond, trans) in ((first, second), (second, first)):
+                    self._layout = name if cond == first else name + "_swapped"
+                    return
+
+    def _split(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v[..., cond], v[..., trans])``."""
+        layout, h = self._layout, self.d // 2
+        if layout == "halves":
+            return v[..., :h], v[..., h:]
+        if layout == "halves_swapped":
+            return v[..., h:], v[..., :h]
+        if layout == "interleaved":
+            return v[..., 0::2], v[..., 1::2]
+        if layout == "interleaved_swapped":
+            return v[..., 1::2], v[..., 0::2]
+        return v.index_select(-1, self.cond), v.index_select(-1, self.trans)
+
+    def _merge(self, v_cond: torch.Tensor, v_trans: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_split`."""
+        layout = self._layout
+        if layout == "halves":
+            return torch.cat([v_cond, v_trans], -1)
+        if layout == "halves_swapped":
+            return torch.cat([v_trans, v_cond], -1)
+        if layout == "interleaved":
+            return torch.stack([v_cond, v_trans], -1).flatten(-2)
+        if layout == "interleaved_swapped":
+            return torch.stack([v_trans, v_cond], -1).flatten(-2)
+        return torch.cat([v_cond, v_trans], -1).index_select(-1, self.merge)
 
     def _check(self, v: torch.Tensor) -> None:
         if v.dim() < 1 or v.shape[-1] != self.d:
@@ -176,23 +222,23 @@ class MaskedAffineCoupling(PairedTransformModule):
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(z)
-        z_c, z_t = z.index_select(-1, self.cond), z.index_select(-1, self.trans)
+        z_c, z_t = self._split(z)
         s, t = self._scale_shift(z_c)
         if s is None:
             x_t, ldj = z_t + t, z.new_zeros(z.shape[:-1])
         else:
-            x_t, ldj = z_t * torch.exp(s) + t, s.sum(-1)
-        return torch.cat([z_c, x_t], -1).index_select(-1, self.merge), ldj
+            x_t, ldj = torch.addcmul(t, z_t, torch.exp(s)), s.sum(-1)
+        return self._merge(z_c, x_t), ldj
 
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x)
-        x_c, x_t = x.index_select(-1, self.cond), x.index_select(-1, self.trans)
+        x_c, x_t = self._split(x)
         s, t = self._scale_shift(x_c)
         if s is None:
             z_t, ldj = x_t - t, x.new_zeros(x.shape[:-1])
         else:
             z_t, ldj = (x_t - t) * torch.exp(-s), s.sum(-1)
-        return torch.cat([x_c, z_t], -1).index_select(-1, self.merge), ldj
+        return self._merge(x_c, z_t), ldj
 
 
 def masked_affine_coupling(
@@ -294,20 +340,20 @@ class MaskedTanhCoupling(MaskedAffineCoupling):
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(z)
-        z_c, z_t = z.index_select(-1, self.cond), z.index_select(-1, self.trans)
+        z_c, z_t = self._split(z)
         s, t, mu, b, c = self._params(z_c)
         g, dg = tanh_sum(z_t, 1.0, b, c, mu)
         x_t = t + torch.exp(s) * g
-        return torch.cat([z_c, x_t], -1).index_select(-1, self.merge), (s + torch.log(dg)).sum(-1)
+        return self._merge(z_c, x_t), (s + torch.log(dg)).sum(-1)
 
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x)
-        x_c, x_t = x.index_select(-1, self.cond), x.index_select(-1, self.trans)
+        x_c, x_t = self._split(x)
         s, t, mu, b, c = self._params(x_c)
         y = (x_t - t) * torch.exp(-s)
         span = b.sum(-1)
         v, dg = invert_increasing(lambda u: tanh_sum(u, 1.0, b, c, mu), y, y - span, y + span, v0=y)
-        return torch.cat([x_c, v], -1).index_select(-1, self.merge), (s + torch.log(dg)).sum(-1)
+        return self._merge(x_c, v), (s + torch.log(dg)).sum(-1)
 
     def extra_repr(self) -> str:
         return f"d={self.d}, n_terms={self.n_terms}, odd={self.odd}"

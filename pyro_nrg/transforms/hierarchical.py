@@ -105,6 +105,33 @@ class HierarchicalFlow(PairedTransformModule):
             raise EventShapeError(f"the head must act on the lattice (event_dim={dim}), got event_dim={head.event_dim}")
         self.head = head
         self.register_buffer("levels_of_sites", site_levels(L, dim, n_levels), persistent=False)
+        # every layer is one gather of its blocks and one scatter back: index sets into the flat lattice
+        for level in range(n_levels):
+            for offset in (0, 1):
+                idx = self._block_sites(level, offset)
+                self.register_buffer(f"_gather_{level}_{offset}", idx, persistent=False)
+                if level == 0:  # every site is in some block: the scatter is a gather by the inverse permutation
+                    self.register_buffer(f"_scatter_{level}_{offset}", torch.argsort(idx), persistent=False)
+
+    def _block_sites(self, level: int, offset: int) -> torch.Tensor:
+        r"""Flat (row-major) site indices of the blocks of level ``level``'s grid shifted by ``offset`` grid sites.
+
+        Shape ``(n_blocks * 2**dim,)``, block-major: entry ``[b * 2**dim + k]`` is site ``k`` of block ``b``, with
+        blocks in row-major order of their corner and sites in row-major order within the block. On the grid of
+        stride :math:`s = 2^l` (side :math:`n = L/s`), block :math:`(a, b)` holds grid sites
+        :math:`((2a + u + o) \bmod n,\ (2b + v + o) \bmod n)` for :math:`u, v \in \{0, 1\}`.
+        """
+        s = 2**level
+        n = self.L // s
+        m = n // 2
+        corners = torch.arange(m) * 2
+        inner = torch.arange(2)
+        coord = (corners[:, None] + inner[None, :] + offset) % n * s  # (m, 2): lattice coordinate per (block, k)
+        if self.dim == 1:
+            return coord.reshape(-1)
+        rows = coord[:, None, :, None]  # (a, b, u, v)
+        cols = coord[None, :, None, :]
+        return (rows * self.L + cols).reshape(-1)
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -132,37 +159,21 @@ class HierarchicalFlow(PairedTransformModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply ``block`` (or its inverse) to every block of level ``level``'s grid, shifted by ``offset``.
 
-        ``y``: ``(B, L)`` or ``(B, L, L)``. Returns the new ``y`` and the log-det (shape ``(B,)``).
+        ``y``: the flat lattice ``(B, N)``. The blocks are gathered into one ``(B * n_blocks, 2**dim)`` batch, so
+        the block bijector runs once. Returns the new ``y`` and the log-det (shape ``(B,)``).
         """
-        s = 2**level
-        dim = self.dim
         B = y.shape[0]
-        sl = (slice(None),) + (slice(None, None, s),) * dim
-        grid = y[sl]  # (B, n[, n])
-        n = grid.shape[-1]
-        axes = tuple(range(1, dim + 1))
-        if offset:
-            grid = torch.roll(grid, shifts=(-offset,) * dim, dims=axes)
-        m = n // 2
-        if dim == 1:
-            blocks = grid.reshape(B, m, 2)
-        else:
-            blocks = grid.reshape(B, m, 2, m, 2).permute(0, 1, 3, 2, 4).reshape(B, m, m, 4)
+        idx = getattr(self, f"_gather_{level}_{offset}")
+        blocks = y.index_select(1, idx).reshape(-1, self.block_size)
         if inverse:
             out, ld = block.inverse_and_log_det(blocks)
         else:
             out, ld = block.forward_and_log_det(blocks)
-        if dim == 1:
-            grid = out.reshape(B, n)
+        out = out.reshape(B, -1)
+        if level == 0:
+            y = out.index_select(1, getattr(self, f"_scatter_{level}_{offset}"))
         else:
-            grid = out.reshape(B, m, m, 2, 2).permute(0, 1, 3, 2, 4).reshape(B, n, n)
-        if offset:
-            grid = torch.roll(grid, shifts=(offset,) * dim, dims=axes)
-        if s == 1:
-            y = grid
-        else:
-            y = y.clone()
-            y[sl] = grid
+            y = y.index_copy(1, idx, out)
         return y, ld.reshape(B, -1).sum(-1)
 
     def _layer_plan(self) -> list[tuple[int, int, PairedTransformModule]]:
@@ -177,10 +188,12 @@ class HierarchicalFlow(PairedTransformModule):
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, batch = self._to_lattice(z)
+        y = y.reshape(y.shape[0], -1)
         ldj = y.new_zeros(y.shape[0])
         for level, offset, block in self._layer_plan():
             y, ld = self._apply_layer(y, level, offset, block, inverse=False)
             ldj = ldj + ld
+        y = y.reshape(-1, *self.lattice.event_shape)
         if self.head is not None:
             y, ld = self.head.forward_and_log_det(y)
             ldj = ldj + ld
@@ -191,10 +204,11 @@ class HierarchicalFlow(PairedTransformModule):
         ldj = y.new_zeros(y.shape[0])
         if self.head is not None:
             y, ldj = self.head.inverse_and_log_det(y)
+        y = y.reshape(y.shape[0], -1)
         for level, offset, block in reversed(self._layer_plan()):
             y, ld = self._apply_layer(y, level, offset, block, inverse=True)
             ldj = ldj + ld
-        return self._from_lattice(y, batch), ldj.reshape(batch)
+        return self._from_lattice(y.reshape(-1, *self.lattice.event_shape), batch), ldj.reshape(batch)
 
     # --- renormalized variables ------------------------------------------------------------------------------
     def site_levels(self) -> torch.Tensor:
