@@ -391,3 +391,19 @@ def test_guide_direct_parameters_skips_pyro_param_sites_only_inside_the_block() 
     with guide.direct_parameters():
         assert param_sites() == 0
     assert param_sites() >= n_params
+
+
+def test_run_follows_a_goal_moved_by_a_callback() -> None:
+    """``run()`` reads ``config.steps`` after every step (a wall-time budget moves it); ``run(steps=n)`` does not."""
+    energy = IsingRelaxed(4, 3.0)
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=5, batch=8, warmup=0))
+
+    def extend(dd: Distiller, rec: dict) -> bool:
+        if dd.step == 3:
+            dd.config.steps = 8
+        return False
+
+    d.run(callbacks=[extend], progress=False)
+    assert d.step == 8
+    d.run(steps=2, callbacks=[lambda dd, rec: setattr(dd.config, "steps", 100)], progress=False)
+    assert d.step == 10

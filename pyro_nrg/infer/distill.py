@@ -374,8 +374,13 @@ class Distiller:
         callbacks: Sequence[Callable[[Distiller, dict[str, float]], bool | None]] = (),
         progress: bool | None = None,
     ) -> dict[str, list[float]]:
-        """Train until ``config.steps`` (or ``steps`` more); a callback returning ``True`` stops early."""
-        target = self.config.steps if steps is None else self.step + int(steps)
+        """Train until ``config.steps`` (or ``steps`` more); a callback returning ``True`` stops early.
+
+        Without ``steps`` the goal is read again after every step, so a callback may move it (and with it the
+        learning-rate schedule, which reads ``config.steps`` too): e.g. to fit training into a wall-time budget.
+        """
+        fixed = None if steps is None else self.step + int(steps)
+        target = self.config.steps if fixed is None else fixed
         if progress is None:
             progress = sys.stderr.isatty()
         progress = progress and self.rank == 0
@@ -387,6 +392,9 @@ class Distiller:
                 bar.set_postfix(fq=f"{record['fq']:.4f}", lr=f"{record['lr']:.1e}")
                 self._append_metrics(record)
                 stop = any(bool(cb(self, record)) for cb in callbacks)
+                if fixed is None and self.config.steps != target:
+                    target = self.config.steps
+                    bar.total = target
                 if self.checkpoint_dir is not None and (
                     self.step % self.config.checkpoint_every == 0 or self.step == target or stop
                 ):
