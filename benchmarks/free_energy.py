@@ -10,9 +10,14 @@ training step time of our flow against a Pyro ``affine_coupling`` stack of equal
 the L=16 / L=8 step-time ratio. For the L=4, 8 and 16 flows it also evaluates F_q and IS of their mixtures over
 lattice shifts by 0/1 site and, at L=4 and 8, the point group too (``LatticeSymmetrized``; never a higher F_q).
 
-    python benchmarks/free_energy.py            # full run (about an hour on one core)
-    python benchmarks/free_energy.py --quick    # a few minutes, CI-sized
-    OMP_NUM_THREADS=2 python benchmarks/free_energy.py --only-l8 --repeats 3 --batch-l8 256   # best L=8 recipe
+    OMP_NUM_THREADS=1 python benchmarks/free_energy.py   # full run (about 80 minutes on one core)
+    python benchmarks/free_energy.py --quick               # a few minutes, CI-sized
+    OMP_NUM_THREADS=1 python benchmarks/free_energy.py --only-l8   # the 15-minute L=8 target run alone
+
+The defaults are the best recipe measured for the 15-minute L=8 run: ``repeats=3`` (three disentangler/decimator
+pairs per level), SiLU hypernets, batch 128 at L=8 (256 elsewhere), path gradients, learning rate 3e-3 on a cosine
+schedule that runs on elapsed time. The library's defaults (``repeats=1``, ELU) are what the sampling benchmarks
+were measured with; ``--repeats 1 --activation elu --batch-l8 512`` reproduces the earlier free_energy.json.
 """
 
 from __future__ import annotations
@@ -110,11 +115,11 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     return out
 
 
-def step_time(L: int, batch: int, pyro_flow: bool, head: str = "tanh", repeats: int = 1) -> tuple[float, int]:
+def step_time(L: int, batch: int, pyro_flow: bool, head: str = "tanh", **flow_kw) -> tuple[float, int]:
     """Median training-step time of the Distiller with our flow or a Pyro affine_coupling stack of equal params."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(L, ISING_TC)
-    ours = neural_rg(L=L, head=head, repeats=repeats)
+    ours = neural_rg(L=L, head=head, **flow_kw)
     n_ours = sum(p.numel() for p in ours.parameters())
     flow = ours
     if pyro_flow:
@@ -162,6 +167,7 @@ def print_tables(rows_runs: list[dict], sym_runs: list[dict]) -> None:
 
 def l8_headline(l8: dict) -> dict:
     """Headline figures of the L=8, T_c run (relative errors against ln Z of the relaxed model, as fractions)."""
+    best = min([l8["fq_rel_err"]] + [e["fq_rel_err"] for e in l8.get("symmetrised", [])])
     return {
         "L8_fq_rel_err": l8["fq_rel_err"], "L8_is_rel_err": l8["is_rel_err"], "L8_is_sigma_rel": l8["is_sigma_rel"],
         "L8_is_sigma": l8["is_sigma"], "L8_train_seconds": l8["train_seconds"],
@@ -170,6 +176,10 @@ def l8_headline(l8: dict) -> dict:
         "L8_ais_ess_fraction": l8["ais_ess_fraction"],
         **{f"L8_fq_rel_err_symmetrised_t{e['translations']}{'_point_group' if e['point_group'] else ''}":
            e["fq_rel_err"] for e in l8.get("symmetrised", [])},
+        # the lowest F_q of any variational density evaluated (the flow or one of its symmetrised mixtures: each is
+        # a normalised q, so each F_q is an upper bound of F), and whether it meets the issue's 0.1 % target
+        "L8_fq_rel_err_best": best,
+        "L8_fq_target_0p1pct_met": best <= 1e-3,
     }
 
 
@@ -182,18 +192,23 @@ def main() -> None:
     ap.add_argument("--head", choices=("none", "spline", "tanh"), default="tanh",
                     help="element-wise head of the benchmarked flow "
                          "(default tanh, the library default, as in results/free_energy.json)")
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="disentangler/decimator pairs per level (default 1, the library default; 3 gave the lowest "
-                         "L=8 F_q in 900 s, see flow_ablation.py --set capacity); writes free_energy_repeats<N>.json")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="disentangler/decimator pairs per level (default 3: the lowest L=8 F_q in 900 s, see "
+                         "flow_ablation.py --set capacity; the library default is 1); writes "
+                         "free_energy[...]_repeats<N>.json if not 3")
+    ap.add_argument("--activation", default="silu",
+                    help="hypernet activation of the flow (default silu: 20 %% more steps in the same time than "
+                         "elu, the library default, and a lower F_q at equal time); writes "
+                         "free_energy[...]_<activation>.json if not silu")
     ap.add_argument("--translations", type=int, default=1,
                     help="train the mixture over lattice shifts by {0..t-1}^2 (DistillConfig.translations; default 1 "
                          "= off); writes free_energy_t<t>.json")
     ap.add_argument("--no-symmetric-eval", action="store_true",
                     help="skip the F_q of the trained flows' lattice-symmetrised mixtures (shifts by 0/1, and with the "
                          "point group at L=4 and 8)")
-    ap.add_argument("--batch-l8", type=int, default=512,
-                    help="samples per step of the L=8, T_c run (default 512; with repeats=3, 256 reached a lower F_q "
-                         "in 900 s)")
+    ap.add_argument("--batch-l8", type=int, default=128,
+                    help="samples per step of the L=8, T_c run (default 128: with repeats=3 it reached a lower F_q in "
+                         "900 s than 256 and 512)")
     ap.add_argument("--only-l8", action="store_true",
                     help="only the L=8, T_c run (the issue's 15-minute target), with its AIS, flow-MH and "
                          "symmetrised evaluations; writes free_energy_l8[...].json")
@@ -204,19 +219,20 @@ def main() -> None:
     runs = []
     print("training ...", flush=True)
     h = args.head
-    fk = {"repeats": args.repeats} if args.repeats != 1 else {}
+    fk = {"repeats": args.repeats, "activation": args.activation}
     if args.translations != 1:
         fk["translations"] = args.translations
     sym = () if args.no_symmetric_eval else ((2, False), (2, True))
     name = ("free_energy" if h == "tanh" else f"free_energy_head_{h}") + ("_l8" if args.only_l8 else "") \
-        + (f"_repeats{args.repeats}" if args.repeats != 1 else "") \
-        + (f"_t{args.translations}" if args.translations != 1 else "") + ("_quick" if q else "")
+        + (f"_repeats{args.repeats}" if args.repeats != 3 else "") \
+        + (f"_t{args.translations}" if args.translations != 1 else "") \
+        + (f"_{args.activation}" if args.activation != "silu" else "") + ("_quick" if q else "")
     settings = {"quick": q, "budget_l8_s": args.budget_l8, "batch_l8": args.batch_l8, "z2_symmetric": True,
                 "gradient": "path",
                 "torch_threads": torch.get_num_threads(),
                 "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
-                "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, ELU, all levels) with head={h!r}, "
-                        f"repeats={args.repeats}",
+                "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, all levels) with head={h!r}, "
+                        f"repeats={args.repeats}, activation={args.activation!r}",
                 "translations": args.translations}
     if args.only_l8:
         l8 = train(8, ISING_TC, args.budget_l8 if not q else 45, args.batch_l8 if not q else 256, 3e-3, mh=True,
@@ -242,9 +258,9 @@ def main() -> None:
             print(f"ablation L=8 head={head}: F_q rel {ablation[-1]['fq_rel_err']:.2e} "
                   f"({ablation[-1]['steps']} steps)", flush=True)
     print_tables(runs + sweep, runs)
-    t8_ours, p8 = step_time(8, 256, False, h, args.repeats)
-    t8_pyro, p8p = step_time(8, 256, True, h, args.repeats)
-    t16_ours, _ = step_time(16, 256, False, h, args.repeats)
+    t8_ours, p8 = step_time(8, 256, False, h, **fk)
+    t8_pyro, p8p = step_time(8, 256, True, h, **fk)
+    t16_ours, _ = step_time(16, 256, False, h, **fk)
     print(f"step time L=8 b=256: ours {t8_ours * 1e3:.1f} ms ({p8} params), Pyro affine_coupling stack "
           f"{t8_pyro * 1e3:.1f} ms ({p8p} params): ratio {t8_ours / t8_pyro:.2f}; L=16/L=8 {t16_ours / t8_ours:.2f}")
     l8, l16 = runs[1], runs[2]
