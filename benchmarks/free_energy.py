@@ -38,7 +38,13 @@ from _common import median_time, table, write_result  # noqa: E402
 
 from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import DistillConfig, Distiller, annealed_importance_sampling, flow_mh  # noqa: E402
+from pyro_nrg.infer import (  # noqa: E402
+    DistillConfig,
+    Distiller,
+    TimeBudget,
+    annealed_importance_sampling,
+    flow_mh,
+)
 from pyro_nrg.transforms import TransformBlock  # noqa: E402
 
 
@@ -46,10 +52,7 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
           n_eval: int = 16384, mh: bool = False, gradient: str = "path", head: str = "tanh",
           ais: tuple[int, int] | None = None, translations: int = 1,
           symmetric_evals: tuple[tuple[int, bool], ...] = (), **flow_kw) -> dict:
-    """Distil for ``budget_s`` seconds, with the cosine schedule run on elapsed time: after every step the plan is
-    reset to ``step * budget / elapsed`` steps, so the learning rate at any moment is the schedule's value at the
-    fraction of the budget spent, whatever the pace (a step plan counted from the first steps ended one 900-s run
-    after 760 s, with the learning rate still above its floor), and training stops when the budget is spent.
+    """Distil for ``budget_s`` seconds with the cosine schedule run on elapsed time (``TimeBudget``).
     ``ais=(particles, temperatures)`` adds the annealed-IS estimate.
     ``translations`` trains the lattice-symmetrised mixture (``DistillConfig.translations``);
     ``symmetric_evals`` adds, for each ``(translations, point_group)``, the F_q and IS estimate of the trained
@@ -60,16 +63,9 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient,
                         translations=translations)
     d = Distiller(energy, flow, cfg)
-    t0 = time.perf_counter()
-
-    def pace(dd: Distiller, rec: dict) -> bool:
-        elapsed = time.perf_counter() - t0
-        if elapsed >= budget_s:
-            return True
-        dd.config.steps = max(dd.step + 1, round(dd.step * budget_s / elapsed))  # read by the schedule
-        return False
-
-    d.run(callbacks=[pace], progress=False)
+    budget = TimeBudget(budget_s)
+    t0 = budget.start().t0
+    d.run(callbacks=[budget], progress=False)
     wall = time.perf_counter() - t0
     est = d.estimate(n_eval)
     const = energy.log_z() - energy.log_z_ising()  # ln Z_relaxed - ln Z_Ising

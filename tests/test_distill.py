@@ -22,6 +22,7 @@ from pyro_nrg.infer import (
     DistillConfig,
     Distiller,
     FlowIndependenceMH,
+    TimeBudget,
     distill,
     estimate_free_energy,
     flow_mh,
@@ -407,3 +408,19 @@ def test_run_follows_a_goal_moved_by_a_callback() -> None:
     assert d.step == 8
     d.run(steps=2, callbacks=[lambda dd, rec: setattr(dd.config, "steps", 100)], progress=False)
     assert d.step == 10
+
+
+def test_time_budget_stops_on_time_with_the_schedule_at_its_floor() -> None:
+    """``TimeBudget`` runs the cosine schedule on elapsed time: training ends once the budget is spent, and the last
+    learning rate is near the schedule's floor whatever the pace; a non-positive budget is refused."""
+    import time
+
+    energy = IsingRelaxed(4, 3.0)
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=10**6, batch=16, lr=1e-2, warmup=0))
+    budget = TimeBudget(1.5).start()
+    d.run(callbacks=[budget], progress=False)
+    elapsed = time.perf_counter() - budget.t0
+    assert 1.5 <= elapsed < 1.5 + 2.0 and d.step >= 3
+    assert d.history["lr"][-1] < 0.1 * 1e-2 and d.history["lr"][0] > 0.9 * 1e-2
+    with pytest.raises(ValueError, match="positive"):
+        TimeBudget(0)
