@@ -50,7 +50,7 @@ from .latent import (
     physical_nuts,
     renormalized_energy,
 )
-from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution
+from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution, symmetrize
 from .sector import Z2Sector, fit_sector_sharpness
 
 __all__ = [
@@ -107,4 +107,5 @@ __all__ = [
     "boltzmann_model",
     "boltzmann_site",
     "flat_site_distribution",
+    "symmetrize",
 ]
