@@ -17,7 +17,8 @@ lattice shifts by 0/1 site and, at L=4 and 8, the point group too (``LatticeSymm
 The defaults are the best recipe measured for the 15-minute L=8 run: ``repeats=3`` (three disentangler/decimator
 pairs per level), SiLU hypernets, batch 128 at L=8 (256 elsewhere), path gradients, learning rate 3e-3 on a cosine
 schedule that runs on elapsed time. The library's defaults (``repeats=1``, ELU) are what the sampling benchmarks
-were measured with; ``--repeats 1 --activation elu --batch-l8 512`` reproduces the earlier free_energy.json.
+were measured with; ``--repeats 1 --activation elu --batch-l8 512`` is the recipe of the earlier free_energy.json
+(whose runs also stopped before their budget: see ``TimeBudget``).
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def main() -> None:
                 "schedule": "warm-up 50 steps, cosine to 2 % over the calibrated step count",
                 "flow": f"neural_rg defaults (4 couplings/block, hidden 32 x 2, all levels) with head={h!r}, "
                         f"repeats={args.repeats}, activation={args.activation!r}",
-                "translations": args.translations}
+                "translations": args.translations, "seed": args.seed}
     if args.only_l8:
         l8 = train(8, ISING_TC, args.budget_l8 if not q else 45, args.batch_l8 if not q else 256, 3e-3, mh=True,
                    head=h, ais=(2048, 64) if not q else (256, 8), symmetric_evals=sym, **fk)

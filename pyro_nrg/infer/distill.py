@@ -264,6 +264,7 @@ class Distiller:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.config))
         self.step = 0
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        self._caching = _caching_modules(flow)
 
     # --- configuration ---------------------------------------------------------------------------------------
     def run_config(self) -> dict[str, Any]:
@@ -313,8 +314,13 @@ class Distiller:
         for k in HISTORY_KEYS:
             self.history[k].append(record[k])
         # free the autograd graph held by the transform caches
-        _clear_caches(self.flow)
+        self._clear_caches()
         return record
+
+    def _clear_caches(self) -> None:
+        """Drop the transforms' cached (z, x, log-det) triples (they hold the step's autograd graph)."""
+        for m in self._caching:
+            m.clear_cache()
 
     def _fresh_shard_state(self, shard: int, step: int) -> torch.Tensor:
         seed = (self.config.seed or 0) * 1000 + shard + 7919 * step
@@ -502,7 +508,7 @@ class Distiller:
         pg = self.config.point_group if point_group is None else bool(point_group)
         flow, energy = self.flow, self.energy
         if float64:
-            _clear_caches(self.flow)  # cached tensors with autograd history cannot be deep-copied
+            self._clear_caches()  # cached tensors with autograd history cannot be deep-copied
             flow = copy.deepcopy(self.flow).double()
             energy = copy.deepcopy(energy).double()
         lattice = self.guide.lattice_shape() if t > 1 or pg else None
@@ -516,20 +522,10 @@ class Distiller:
         return estimate_free_energy(lw, float(self.energy.temperature), exact)
 
 
-def _clear_caches(module: Any) -> None:
-    """Drop the cached (z, x, log-det) triples of every transform in ``module`` (frees autograd graphs).
-
-    The list of caching submodules is found once and kept on the module (a walk over the flow's ~600 modules
-    costs milliseconds, every training step).
-    """
-    if not hasattr(module, "modules"):
-        return
-    cached = getattr(module, "_pyro_nrg_cached_modules", None)
-    if cached is None:
-        cached = [m for m in module.modules() if hasattr(m, "clear_cache")]
-        object.__setattr__(module, "_pyro_nrg_cached_modules", cached)
-    for m in cached:
-        m.clear_cache()
+def _caching_modules(module: Any) -> list[Any]:
+    """The submodules of ``module`` that cache (z, x, log-det) triples (found once: a walk over the ~600 modules
+    of a flow costs milliseconds, too much for every training step)."""
+    return [m for m in module.modules() if hasattr(m, "clear_cache")] if hasattr(module, "modules") else []
 
 
 class TimeBudget:
