@@ -123,7 +123,8 @@ def to_inference_data(
     Returns:
         ``az.InferenceData`` with ``posterior`` (``m, abs_m, m2, energy_per_site`` [``x``, ``z``]) and
         ``sample_stats`` (``acceptance_rate, diverging, step_size, n_steps, physical_energy`` and, for latent runs,
-        ``renormalized_energy`` :math:`= \beta E_{\rm eff}`; for flow-MH ``log_weight``). ``az.summary``,
+        ``renormalized_energy`` :math:`= \beta E_{\rm eff}`; for walkers with flow jumps ``flow_jump_accepted``;
+        for flow-MH ``log_weight``). ``az.summary``,
         ``az.ess``, ``az.rhat`` (needs ≥ 2 chains), ``az.plot_trace``, ``az.plot_autocorr`` and ``to_netcdf`` work.
     """
     import arviz as az
@@ -153,6 +154,8 @@ def to_inference_data(
         stats["n_steps"] = _np(result.num_grad_evals)
         if result.accepted is not None:
             stats["accepted"] = _np(result.accepted).astype(bool)
+        if getattr(result, "jump_accepted", None) is not None:
+            stats["flow_jump_accepted"] = _np(result.jump_accepted).astype(bool)
         if result.renormalized_energy is not None:
             stats["renormalized_energy"] = _np(result.renormalized_energy)
         meta.update(

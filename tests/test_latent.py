@@ -18,6 +18,7 @@ from pyro_nrg.errors import NonFiniteError
 from pyro_nrg.flows import neural_rg
 from pyro_nrg.infer import distill
 from pyro_nrg.infer.latent import (
+    IndependenceProposal,
     RenormalizedPotential,
     hmc_walkers,
     latent_hmc_walkers,
@@ -125,7 +126,8 @@ def test_walker_hmc_leaves_gaussian_invariant(adapt: bool) -> None:
     rel_var = x.var(0) / sigma**2
     assert ((rel_var - 1).abs() < 5 * math.sqrt(2 / W)).all(), rel_var
     assert 0.3 < out["accept_prob"].mean() < 1.0 and out["accepted"].any()
-    assert out["num_grad_evals_per_draw"] == 5
+    assert (out["num_grad_evals"] == 5).all() and out["num_grad_evals"].shape == (W, 4)
+    assert out["jump_accepted"] is None
     if adapt:
         assert out["step_size"] != 0.5 and out["step_size_history"].shape == (10,)
 
@@ -193,6 +195,64 @@ def test_walker_dense_mass_matrix_falls_back_to_its_diagonal_with_few_positions(
     assert out["inverse_mass_matrix"].shape == (50,) and "using its diagonal" in caplog.text
 
 
+def _narrow_proposal(n: int, scale: float) -> IndependenceProposal:
+    """N(0, scale^2 I) in n dimensions (its log density up to a constant)."""
+    return IndependenceProposal(sample=lambda w: scale * torch.randn(w, n, dtype=torch.float64),
+                                log_prob=lambda q: -0.5 * (q / scale).square().sum(-1))
+
+
+@pytest.mark.parametrize("mass_matrix", ["unit", "dense"])
+def test_walker_independence_moves_are_exact_where_the_proposal_misses_the_tails(mass_matrix: str) -> None:
+    """A proposal half as wide as the target (a 'flow' that misses the tails): interleaved with HMC the
+    independence moves still leave N(0, I) invariant from proposal starts, and they cost one gradient each, while
+    independence MH alone, started from the proposal, stays too narrow after the same number of moves."""
+    torch.manual_seed(5)
+    n, W, scale = 4, 4000, 0.5
+    prop = _narrow_proposal(n, scale)
+
+    def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 0.5 * q.square().sum(-1), q
+
+    init = prop.sample(W)  # out of equilibrium: the proposal's draws
+    out = hmc_walkers(potential, init, num_samples=2, warmup_steps=30, step_size=0.3, num_steps=5,
+                      adapt_step_size=True, target_accept_prob=0.8, mass_matrix=mass_matrix,
+                      independence=prop, independence_every=1)
+    x = out["samples"][:, -1]
+    assert ((x.var(0) - 1).abs() < 5 * math.sqrt(2 / W)).all(), x.var(0)
+    assert (x.mean(0).abs() < 5 / math.sqrt(W)).all()
+    jumps = out["jump_accepted"]
+    assert jumps.shape == (W, 2) and 0.05 < jumps.double().mean() < 0.9
+    assert (out["num_grad_evals"] == 5 + 1).all()
+    assert out["warmup_grad_evals"] == 1 + 30 * 5 + 30 + (mass_matrix == "dense")
+
+    # the same 32 independence moves without HMC: the walkers stay far too narrow (the bias flow-MH has)
+    q = init.clone()
+    for _ in range(32):
+        qp = prop.sample(W)
+        log_ratio = -potential(qp)[0] - prop.log_prob(qp) + potential(q)[0] + prop.log_prob(q)
+        q = torch.where((torch.log(torch.rand(W, dtype=torch.float64)) < log_ratio)[:, None], qp, q)
+    assert (q.var(0) < 0.6).all(), q.var(0)
+
+
+def test_walker_independence_moves_every_k_and_bad_input() -> None:
+    torch.manual_seed(6)
+    prop = _narrow_proposal(3, 1.0)
+
+    def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 0.5 * q.square().sum(-1), q
+
+    out = hmc_walkers(potential, prop.sample(50), num_samples=6, warmup_steps=0, num_steps=4, independence=prop,
+                      independence_every=3)
+    made = torch.tensor([False, False, True] * 2)
+    assert (out["num_grad_evals"] == 4 + made.long()).all()
+    assert not out["jump_accepted"][:, ~made].any() and out["jump_accepted"][:, made].float().mean() > 0.9
+    with pytest.raises(ValueError, match="independence_every must be >= 1"):
+        hmc_walkers(potential, prop.sample(2), 2, independence=prop, independence_every=0)
+    energy = IsingRelaxed(4, T_TEST)
+    with pytest.raises(ValueError, match="flow_jump_every must be >= 0"):
+        latent_hmc_walkers(energy, _small_flow(), num_walkers=2, num_samples=1, warmup_steps=0, flow_jump_every=-1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # latent sampling recovers exact Ising results (L = 4, exact enumeration)
 
@@ -230,6 +290,22 @@ def test_latent_walkers_recover_exact_m2_and_energy() -> None:
     for name, exact in (("m2", energy.exact_m2()), ("energy_per_site", energy.exact_energy_per_site())):
         assert abs(eff[name]["mean"] - exact) < 3 * eff[name]["mcse"], (name, eff[name], exact)
     assert eff["m2"]["ess_per_grad"] > 0
+
+
+def test_flow_augmented_walkers_recover_exact_m2_and_energy() -> None:
+    """Latent walkers with a flow jump after every trajectory: still exact, the jumps are accepted often (a good
+    flow), every draw costs 10 + 1 gradients, and ArviZ sees the jump outcomes."""
+    energy, guide = trained_l4()
+    torch.manual_seed(7)
+    res = latent_hmc_walkers(energy, guide, num_walkers=64, num_samples=60, warmup_steps=15, keep_samples=False,
+                             flow_jump_every=1)
+    assert res.jump_accepted.shape == (64, 60) and res.jump_accepted.float().mean() > 0.5
+    assert (res.num_grad_evals == 11).all()
+    eff = sampling_efficiency(res)
+    for name, exact in (("m2", energy.exact_m2()), ("energy_per_site", energy.exact_energy_per_site())):
+        assert abs(eff[name]["mean"] - exact) < 3 * eff[name]["mcse"], (name, eff[name], exact)
+    idata = res.to_inference_data()
+    assert idata.sample_stats["flow_jump_accepted"].shape == (64, 60)
 
 
 def test_physical_nuts_same_api() -> None:

@@ -40,6 +40,7 @@ from .estimators import (
 )
 from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
 from .latent import (
+    IndependenceProposal,
     RenormalizedPotential,
     SamplingResult,
     hmc_walkers,
@@ -62,6 +63,7 @@ __all__ = [
     "RenormalizedPotential",
     "SamplingResult",
     "hmc_walkers",
+    "IndependenceProposal",
     "latent_hmc_walkers",
     "latent_nuts",
     "latent_reparam",

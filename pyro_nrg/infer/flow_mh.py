@@ -8,6 +8,14 @@ Propose :math:`x' \sim q` independently of the current state and accept with
 which leaves :math:`p \propto e^{-\beta E}` invariant for *any* proposal covering its support: a poorly trained
 flow costs acceptance, never correctness (Li & Wang 2018; Albergo, Kanwar & Shanahan 2019).
 
+"Covering its support" is asymptotic. A flow trained by reverse KL can put next to no mass where :math:`p` has
+plenty (Ising at :math:`T_c`: the disordered configurations), and chains started from flow draws then reach that
+region only by proposing it, which does not happen in a practical run: the estimates are biased while every
+acceptance statistic looks healthy (``benchmarks/sampling.py``, L=16). Check with
+:func:`~pyro_nrg.infer.coverage_check`; the remedies are to start from draws of :math:`p` (``init=``) or to
+interleave the flow proposals with HMC moves, which reach what the flow misses
+(:func:`~pyro_nrg.infer.latent_hmc_walkers` with ``flow_jump_every=1``).
+
 * :class:`FlowIndependenceMH` is a Pyro :class:`~pyro.infer.mcmc.mcmc_kernel.MCMCKernel`, so
   ``pyro.infer.MCMC`` runs it and ``az.from_pyro`` reads it; the site may hold a batch of walkers
   ``(W, *event_shape)`` (one Pyro chain, W independent walkers).

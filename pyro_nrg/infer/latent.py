@@ -68,6 +68,7 @@ __all__ = [
     "latent_nuts",
     "physical_nuts",
     "hmc_walkers",
+    "IndependenceProposal",
     "latent_hmc_walkers",
     "physical_hmc_walkers",
     "latent_reparam",
@@ -95,6 +96,9 @@ class SamplingResult:
         accept_prob: Metropolis acceptance probability of each transition, ``(chains, draws)`` (for NUTS the mean
             over the tree, as in Pyro).
         accepted: whether each transition moved (walkers only; ``None`` for NUTS).
+        jump_accepted: for walkers run with flow jumps (``flow_jump_every``), whether the independence proposal made
+            after the draw's trajectory was accepted, ``(chains, draws)`` (``False`` where none was made);
+            ``None`` otherwise.
         diverging: divergent transitions ``(chains, draws)`` (energy error above 1000 or non-finite).
         step_size: leapfrog step size used for each draw ``(chains, draws)``.
         num_grad_evals: potential-gradient evaluations spent on each draw ``(chains, draws)`` (after warm-up).
@@ -121,6 +125,7 @@ class SamplingResult:
     warmup_grad_evals: torch.Tensor
     renormalized_energy: torch.Tensor | None = None
     z2_sharpness: float | None = None
+    jump_accepted: torch.Tensor | None = None
     seconds: float = 0.0
     sample_seconds: float = 0.0
     energy: Any = field(default=None, repr=False)
@@ -760,6 +765,19 @@ def _where_batch(cond: torch.Tensor, new: Any, old: Any) -> Any:
     return torch.where(cond.reshape(-1, *([1] * (new.dim() - 1))), new, old)
 
 
+@dataclass
+class IndependenceProposal:
+    r"""A proposal for the independence Metropolis moves that :func:`hmc_walkers` can interleave with HMC.
+
+    Attributes:
+        sample: ``W`` → fresh draws ``(W, *shape)`` in the walkers' coordinates, independent of their states.
+        log_prob: ``q`` ``(W, *shape)`` → :math:`\ln r(q)` ``(W,)`` of the proposal density, up to a constant.
+    """
+
+    sample: Callable[[int], torch.Tensor]
+    log_prob: Callable[[torch.Tensor], torch.Tensor]
+
+
 def _hmc_step(
     u_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, Any]],
     q: torch.Tensor,
@@ -816,6 +834,8 @@ def hmc_walkers(
     max_energy_error: float = 1000.0,
     progress: bool = False,
     mass_matrix: str = "unit",
+    independence: IndependenceProposal | None = None,
+    independence_every: int = 1,
 ) -> dict[str, Any]:
     r"""Vectorised HMC for ``W`` independent walkers of one potential (leapfrog, optional adapted mass matrix).
 
@@ -833,6 +853,13 @@ def hmc_walkers(
     inverse mass matrix :math:`\Sigma`. The step size is adapted afresh after the change (dual averaging restarts).
     Memory :math:`O(N^2)` for the dense form, one extra gradient evaluation per walker. With fewer than :math:`4N`
     positions a dense :math:`\Sigma` would be noise: the diagonal is used instead, with a warning.
+
+    With an ``independence`` proposal :math:`r`, every ``independence_every``-th trajectory (warm-up included) is
+    followed by an independence Metropolis move: each walker draws :math:`q' \sim r` and moves there with
+    probability :math:`\min\big(1, e^{-U(q') - \ln r(q') + U(q) + \ln r(q)}\big)`. Both moves leave
+    :math:`e^{-U}` invariant, so the mixture does too, whatever :math:`r` is; the HMC moves reach states that
+    :math:`r` rarely proposes, which an independence sampler alone cannot do in a practical run. Each move costs
+    one gradient evaluation per walker (the cached gradient at the proposal), counted in the returned figures.
 
     Args:
         potential: ``q`` ``(W, *shape)`` → ``(U(q)`` ``(W,)``, ``aux(q)``): the dimensionless potential and an
@@ -856,17 +883,25 @@ def hmc_walkers(
         max_energy_error: a trajectory with :math:`\Delta H` above this is rejected and counted as divergent.
         progress: a tqdm bar over iterations (warm-up included) showing the mean acceptance and step size.
         mass_matrix: ``"unit"``, or ``"diag"``/``"dense"`` adapted during warm-up (needs ``warmup_steps >= 20``).
+        independence: proposal of the interleaved independence Metropolis moves (``None``: HMC only).
+        independence_every: trajectories between independence moves (1: after every trajectory).
 
     Returns:
         dict with ``samples`` / ``latent`` ``(W, num_samples, ...)`` (or ``None``), ``observables``,
-        ``accept_prob``, ``accepted``, ``diverging``, ``potential`` ``(W, num_samples)``, ``step_size`` (final),
+        ``accept_prob``, ``accepted``, ``jump_accepted`` (``(W, num_samples)``, ``None`` without ``independence``;
+        ``False`` where no move was made), ``num_grad_evals`` (gradient evaluations spent on each draw,
+        ``(W, num_samples)``), ``diverging``, ``potential`` ``(W, num_samples)``, ``step_size`` (final),
         ``step_size_history`` (per iteration), ``warmup_grad_evals``, ``sample_seconds``, ``inverse_mass_matrix``
         (float64 :math:`\Sigma`, ``(N, N)`` or its diagonal ``(N,)``; ``None`` for the unit mass).
 
     Raises:
         NonFiniteError: a walker starts at a NaN/inf point or potential.
-        ValueError: an unknown ``mass_matrix``, or one to adapt with fewer than 20 warm-up steps.
+        ValueError: an unknown ``mass_matrix``, one to adapt with fewer than 20 warm-up steps, or
+            ``independence_every < 1``.
     """
+    if independence is not None and independence_every < 1:
+        raise ValueError(f"independence_every must be >= 1 (trajectories between independence moves), "
+                         f"got {independence_every}")
     if mass_matrix not in ("unit", "diag", "dense"):
         raise ValueError(f"mass_matrix must be 'unit', 'diag' or 'dense', got {mass_matrix!r}")
     if mass_matrix != "unit" and warmup_steps < 20:
@@ -883,8 +918,29 @@ def hmc_walkers(
         flat = v.reshape(v.shape[0], n)
         return (mu + (flat @ c.T if c.dim() == 2 else flat * c)).reshape(v.shape)
 
+    def to_v(x: torch.Tensor) -> torch.Tensor:  # inverse of to_q
+        if precond is None:
+            return x
+        mu, c = precond
+        flat = x.reshape(x.shape[0], n) - mu
+        if c.dim() == 2:
+            return torch.linalg.solve_triangular(c, flat.T, upper=False).T.reshape(x.shape)
+        return (flat / c).reshape(x.shape)
+
     def u_grad(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return _value_and_grad(lambda w: potential(to_q(w)), v)
+
+    def jump(v: torch.Tensor, u: torch.Tensor, g: torch.Tensor, aux: Any) -> tuple[Any, ...]:
+        assert independence is not None
+        qp = independence.sample(W).to(q.dtype)
+        vp = to_v(qp)
+        up, gp, auxp = u_grad(vp)
+        log_ratio = (u.to(torch.float64) + independence.log_prob(to_q(v)).to(torch.float64)
+                     - up.to(torch.float64) - independence.log_prob(qp).to(torch.float64))
+        ok = torch.isfinite(log_ratio) & torch.isfinite(qp.reshape(W, -1)).all(-1)
+        acc = ok & (torch.log(torch.rand(W, dtype=torch.float64, device=u.device)) < log_ratio.nan_to_num(-math.inf))
+        return (_where_batch(acc, vp, v), torch.where(acc, up, u), _where_batch(acc, gp, g),
+                _where_batch(acc, auxp, aux), acc)
 
     u, g, aux = u_grad(q)
     _check_start(q, u, "hmc_walkers")
@@ -894,7 +950,9 @@ def hmc_walkers(
     moments: list[Any] = [0, torch.zeros(n, dtype=torch.float64), None]  # count, sum, sum of squares/outer products
     inv_mass: torch.Tensor | None = None
     extra_grads = 0
-    rec: dict[str, list[torch.Tensor]] = {"acc": [], "accd": [], "div": [], "u": [], "x": [], "z": []}
+    warmup_jumps, pending_grads = 0, 0
+    no_jump = torch.zeros(W, dtype=torch.bool)
+    rec: dict[str, list[torch.Tensor]] = {k: [] for k in ("acc", "accd", "jump", "grads", "div", "u", "x", "z")}
     obs: dict[str, list[torch.Tensor]] = {}
     eps_hist: list[float] = []
     total_iters = warmup_steps + num_samples * thin
@@ -907,6 +965,11 @@ def hmc_walkers(
                 eps = adapter.final
             t_sample = time.perf_counter()
         q, u, g, aux, accept_prob, accept, finite, dh = _hmc_step(u_grad, q, u, g, aux, eps, num_steps)
+        jumped = no_jump
+        if independence is not None and it % independence_every == independence_every - 1:
+            q, u, g, aux, jumped = jump(q, u, g, aux)
+            warmup_jumps += it < warmup_steps
+            pending_grads += it >= warmup_steps
         eps_hist.append(eps)
         if progress and it % 10 == 0:
             bar.set_postfix(acc=f"{float(accept_prob.mean()):.2f}", eps=f"{eps:.3g}", refresh=False)
@@ -924,10 +987,14 @@ def hmc_walkers(
                     if adapter is not None:
                         adapter = _DualAveraging(eps, target_accept_prob)
             continue
+        pending_grads += num_steps
         if (it - warmup_steps) % thin != thin - 1:
             continue
+        rec["grads"].append(torch.full((W,), pending_grads, dtype=torch.int64))
+        pending_grads = 0
         rec["acc"].append(accept_prob)
         rec["accd"].append(accept)
+        rec["jump"].append(jumped)
         rec["div"].append(~finite | (dh > max_energy_error))
         rec["u"].append(u.to(torch.float64))
         if keep_samples:
@@ -944,12 +1011,13 @@ def hmc_walkers(
         "observables": {k: torch.stack(v, 1) for k, v in obs.items()},
         "accept_prob": torch.stack(rec["acc"], 1),
         "accepted": torch.stack(rec["accd"], 1),
+        "jump_accepted": torch.stack(rec["jump"], 1) if independence is not None else None,
         "diverging": torch.stack(rec["div"], 1),
         "potential": torch.stack(rec["u"], 1),
         "step_size": eps,
         "step_size_history": torch.tensor(eps_hist, dtype=torch.float64),
-        "num_grad_evals_per_draw": num_steps * thin,
-        "warmup_grad_evals": 1 + warmup_steps * num_steps + extra_grads,
+        "num_grad_evals": torch.stack(rec["grads"], 1),
+        "warmup_grad_evals": 1 + warmup_steps * num_steps + extra_grads + warmup_jumps,
         "sample_seconds": time.perf_counter() - t_sample,
         "inverse_mass_matrix": inv_mass,
     }
@@ -997,10 +1065,11 @@ def _walker_result(
         accepted=out["accepted"],
         diverging=out["diverging"],
         step_size=torch.full((W, D), out["step_size"], dtype=torch.float64),
-        num_grad_evals=torch.full((W, D), out["num_grad_evals_per_draw"], dtype=torch.int64),
+        num_grad_evals=out["num_grad_evals"],
         warmup_grad_evals=torch.full((W,), out["warmup_grad_evals"], dtype=torch.int64),
         renormalized_energy=out["potential"] if space == "latent" else None,
         z2_sharpness=z2_sharpness,
+        jump_accepted=out["jump_accepted"],
         seconds=seconds,
         sample_seconds=out["sample_seconds"],
         energy=energy,
@@ -1023,6 +1092,7 @@ def latent_hmc_walkers(
     keep_latent: bool = False,
     z2_symmetric: bool | None = None,
     mass_matrix: str = "unit",
+    flow_jump_every: int = 0,
     progress: bool = False,
 ) -> SamplingResult:
     r"""Many-walker HMC on the renormalized energy :math:`\beta E_{\rm eff}(z)` (NeuralRG's latent HMC).
@@ -1048,13 +1118,24 @@ def latent_hmc_walkers(
             positions (:func:`hmc_walkers`): with the sector function on, the latent covariance within a sector
             is close to the identity except for a few wide directions (L=16, T_c: largest eigenvalue ~6), which a
             dense metric evens out.
+        flow_jump_every: if > 0, after every ``flow_jump_every``-th trajectory each walker also proposes a fresh
+            latent :math:`z' \sim \mathcal N(0, I)`, i.e. an independent flow draw :math:`x' = g(z') \sim q`, and
+            accepts it with the flow-MH probability :math:`\min(1, w(x')/w(x))`, :math:`\ln w = -\beta E - \ln q`
+            (:func:`~pyro_nrg.infer.flow_mh`): flow-augmented HMC (Gabrié, Rotskoff & Vanden-Eijnden, PNAS 119,
+            e2109420119 (2022)). The jumps decorrelate the walkers in one step where the flow is good; the HMC
+            moves still reach what the flow misses, where flow-MH alone stays biased in any practical run
+            (``benchmarks/sampling.py``, L=16). One extra gradient evaluation per jump and walker; the result's
+            ``jump_accepted`` records the outcomes.
 
     Returns:
         :class:`SamplingResult` (``renormalized_energy`` = the walkers' potential of each draw).
 
     Raises:
         NotSymmetricError: ``z2_symmetric`` with an energy that is not :math:`Z_2`-symmetric.
+        ValueError: ``flow_jump_every < 0``.
     """
+    if flow_jump_every < 0:
+        raise ValueError(f"flow_jump_every must be >= 0 (0: no flow jumps), got {flow_jump_every}")
     from ..diagnostics import observables
 
     flow = _flow_of(guide_or_flow)
@@ -1074,10 +1155,16 @@ def latent_hmc_walkers(
             # aux: the draw with a fresh random sign (an independent label of each proposal, kept on rejection)
             return energy.action(x) - ldj - sector.log_weight(x), sector.random_sign(x.detach())
 
+        jumps = None
+        if flow_jump_every > 0:
+            jumps = IndependenceProposal(
+                sample=lambda w: torch.randn(w, *fes, dtype=z0.dtype, device=z0.device),
+                log_prob=lambda z: -0.5 * z.reshape(z.shape[0], -1).to(torch.float64).square().sum(-1),
+            )
         out = hmc_walkers(
             potential, z0, num_samples, warmup_steps, step_size, num_steps, adapt_step_size, target_accept_prob,
             thin, lambda x: observables(energy, x), keep_samples, keep_latent, progress=progress,
-            mass_matrix=mass_matrix,
+            mass_matrix=mass_matrix, independence=jumps, independence_every=max(1, flow_jump_every),
         )
     kappa = None if sector is None else sector.sharpness
     return _walker_result(out, "latent", energy, time.perf_counter() - t0, kappa)
