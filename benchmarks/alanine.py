@@ -133,7 +133,9 @@ def main() -> None:
         "mi_q1_phi": mi["Q"]["phi"][0],
         "mi_q2_phi": mi["Q"]["phi"][1],
         "mi_q2_psi": mi["Q"]["psi"][1],
-        "md_ns_per_minute": speeds["vacuum_Reference"],
+        # the speed of the solvent and platform this trajectory used (the vacuum figure was reported here before)
+        "md_ns_per_minute": speeds.get(f"{traj.settings.solvent}_{traj.settings.platform}",
+                                       traj.md_ns_per_minute),
         "trajectory_ns": traj.settings.duration_ns,
     }
     figures = {
