@@ -931,8 +931,8 @@ def hmc_walkers(
         return _value_and_grad(lambda w: potential(to_q(w)), v)
 
     def jump(v: torch.Tensor, u: torch.Tensor, g: torch.Tensor, aux: Any) -> tuple[Any, ...]:
-        assert independence is not None
-        qp = independence.sample(W).to(q.dtype)
+        assert independence is not None  # only called with a proposal
+        qp = independence.sample(W).to(device=q.device, dtype=q.dtype)
         vp = to_v(qp)
         up, gp, auxp = u_grad(vp)
         log_ratio = (u.to(torch.float64) + independence.log_prob(to_q(v)).to(torch.float64)
@@ -951,7 +951,7 @@ def hmc_walkers(
     inv_mass: torch.Tensor | None = None
     extra_grads = 0
     warmup_jumps, pending_grads = 0, 0
-    no_jump = torch.zeros(W, dtype=torch.bool)
+    no_jump = torch.zeros(W, dtype=torch.bool, device=q.device)
     rec: dict[str, list[torch.Tensor]] = {k: [] for k in ("acc", "accd", "jump", "grads", "div", "u", "x", "z")}
     obs: dict[str, list[torch.Tensor]] = {}
     eps_hist: list[float] = []
