@@ -11,6 +11,8 @@ metric unless ``--mass-matrix dense|diag``.
     OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
     python benchmarks/sampling_l16_long.py --methods physical_nuts --seed 10 --phys-draws 6000   # a replicate
     python benchmarks/sampling_l16_long.py --methods latent_hmc_walkers --train-steps 8000 --mass-matrix dense
+    python benchmarks/sampling_l16_long.py --methods latent_hmc_walkers latent_hmc_flow_jumps --train-steps 8000 \
+        --mass-matrix dense --flow-dir runs/sampling-flows     # walkers with and without flow jumps, same flow
     python benchmarks/sampling_l16_long.py --pool      # pool every saved run: results/sampling_l16_pooled.json
 
 
@@ -40,6 +42,7 @@ PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walke
 
 
 METHODS = ("physical_nuts", "latent_hmc_walkers", "latent_nuts")
+EXTRA_METHODS = ("latent_hmc_flow_jumps",)  # only on request: the walkers with a flow-MH jump after every trajectory
 TRAIN_STEPS = 3000
 
 
@@ -86,7 +89,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow-dir", type=Path, default=None,
                     help="checkpoint folder of sampling.py's flows (DIR/L16): reuse instead of retraining")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="samplers to run")
+    ap.add_argument("--methods", nargs="+", choices=METHODS + EXTRA_METHODS, default=list(METHODS),
+                    help="samplers to run (latent_hmc_flow_jumps: the walkers' settings plus a flow-MH jump after "
+                         "every trajectory)")
     ap.add_argument("--seed", type=int, default=0, help="added to every sampler's seed (replicates)")
     ap.add_argument("--phys-draws", type=int, default=PHYS[1], help=f"draws per physical-NUTS chain ({PHYS[1]})")
     ap.add_argument("--lat-draws", type=int, default=LAT[1], help=f"draws per latent-NUTS chain ({LAT[1]})")
@@ -132,6 +137,14 @@ def main() -> None:
                                  mass_matrix=args.mass_matrix)
         rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                             {**hmc_extra(res), "mass_matrix": args.mass_matrix}))
+    if "latent_hmc_flow_jumps" in args.methods:
+        pyro.set_rng_seed(4 + args.seed)
+        res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
+                                 adapt_step_size=True, keep_samples=False, z2_symmetric=sector,
+                                 mass_matrix=args.mass_matrix, flow_jump_every=1)
+        rows.append(figures("latent_hmc_flow_jumps", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                            {**hmc_extra(res), "mass_matrix": args.mass_matrix,
+                             "flow_jump_acceptance": float(res.jump_accepted.double().mean())}))
     if "latent_nuts" in args.methods:
         pyro.set_rng_seed(2 + args.seed)
         res = latent_nuts(energy, d.guide, lat[1], lat[2], num_chains=lat[0], keep_samples=False, keep_latent=False,
@@ -161,6 +174,7 @@ def main() -> None:
                 "physical_nuts": "{} chains x {} after {}".format(*phys),
                 "latent_hmc_walkers": "{} x {} after {}, 10 leapfrog steps, dual averaging to acceptance 0.85".format(
                     *WALK),
+                "latent_hmc_flow_jumps": "the walkers' settings and a flow-MH jump after every trajectory",
                 "latent_nuts": "{} chains x {} after {}".format(*lat), "threads": 1,
                 "z2_sector": sector, "walker_mass_matrix": args.mass_matrix}
     default = (args.seed == 0 and sorted(args.methods) == sorted(METHODS) and args.phys_draws == PHYS[1]
