@@ -3,7 +3,7 @@
 The default guide is the Z2 mixture 1/2 [q(x) + q(-x)] of a flow that, trained by reverse KL (mode seeking), covers
 one magnetisation sector: it misses the disordered configurations between the sectors (m ~ 0), where the weight
 w = p/q lies 10-50 nats above anything q proposes (benchmarks/sampling.py: a tenth of p at L=8, a third at L=16), so
-flow-MH started from flow draws never reaches them in a practical run (+14.8 sigma at L=16 in sampling.json). The
+flow-MH started from flow draws never reaches them in a practical run (+13.5 sigma at L=16 in sampling.json). The
 odd flow, g(-z) = -g(z) (``neural_rg(odd=True)``), is Z2-symmetric by construction and maps z ~ 0 to x ~ 0: its
 density is continuous across the two sectors. Both flows get the same training recipe (path gradients, cosine
 schedule, batch 256, lr 3e-3); then, for each flow: F_q and importance-sampled ln Z against the exact ln Z of the

@@ -69,8 +69,9 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     different lattice or flow is refused by the checkpoint's config check), so the sampling part can be rerun
     without retraining. ``train_seconds`` is the sum of the recorded step times, whichever run made them.
     ``head`` (default ``"tanh"``, the library's; ``--head`` writes results/sampling_head_<head>.json otherwise):
-    the smooth tanh head gave latent NUTS 3.5x and the walkers 1.7x the ESS(m^2)/grad of the C1 spline head at
-    L=16 (results/sampling.json against sampling_head_spline.json); the spline head had raised the walkers' figure
+    the smooth tanh head gave the walkers 2.9x the ESS(m^2)/grad of the C1 spline head at L=16 (3.6e-3 in both
+    tanh runs of results/sampling.json against 1.2e-3 in sampling_head_spline.json; latent NUTS 3.4-9x, but the
+    spline run's ESS was 22); the spline head had raised the walkers' figure
     1.7x (L=8) and 1.3x (L=16) over the flow without a head. ``odd=True``: the odd NeuralRG flow, g(-z) = -g(z)
     (benchmarks/flow_mh_coverage.py).
     """
