@@ -246,6 +246,12 @@ def test_walker_independence_moves_every_k_and_bad_input() -> None:
     made = torch.tensor([False, False, True] * 2)
     assert (out["num_grad_evals"] == 4 + made.long()).all()
     assert not out["jump_accepted"][:, ~made].any() and out["jump_accepted"][:, made].float().mean() > 0.9
+    # thinned: a draw reports whether any jump since the previous draw was accepted (r = target: all are)
+    # jumps after trajectories 2 and 5, draws after 1, 3 and 5: the jump at 2 belongs to the second draw
+    thinned = hmc_walkers(potential, prop.sample(50), num_samples=3, warmup_steps=0, num_steps=4, thin=2,
+                          independence=prop, independence_every=3)
+    assert (thinned["num_grad_evals"] == torch.tensor([8, 9, 9])).all()
+    assert not thinned["jump_accepted"][:, 0].any() and thinned["jump_accepted"][:, 1:].float().mean() > 0.9
     with pytest.raises(ValueError, match="independence_every must be >= 1"):
         hmc_walkers(potential, prop.sample(2), 2, independence=prop, independence_every=0)
     energy = IsingRelaxed(4, T_TEST)

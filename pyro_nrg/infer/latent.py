@@ -96,9 +96,8 @@ class SamplingResult:
         accept_prob: Metropolis acceptance probability of each transition, ``(chains, draws)`` (for NUTS the mean
             over the tree, as in Pyro).
         accepted: whether each transition moved (walkers only; ``None`` for NUTS).
-        jump_accepted: for walkers run with flow jumps (``flow_jump_every``), whether the independence proposal made
-            after the draw's trajectory was accepted, ``(chains, draws)`` (``False`` where none was made);
-            ``None`` otherwise.
+        jump_accepted: for walkers run with flow jumps (``flow_jump_every``), whether a flow jump was accepted since
+            the previous draw, ``(chains, draws)`` (``False`` where none was made); ``None`` otherwise.
         diverging: divergent transitions ``(chains, draws)`` (energy error above 1000 or non-finite).
         step_size: leapfrog step size used for each draw ``(chains, draws)``.
         num_grad_evals: potential-gradient evaluations spent on each draw ``(chains, draws)`` (after warm-up).
@@ -888,11 +887,12 @@ def hmc_walkers(
 
     Returns:
         dict with ``samples`` / ``latent`` ``(W, num_samples, ...)`` (or ``None``), ``observables``,
-        ``accept_prob``, ``accepted``, ``jump_accepted`` (``(W, num_samples)``, ``None`` without ``independence``;
-        ``False`` where no move was made), ``num_grad_evals`` (gradient evaluations spent on each draw,
-        ``(W, num_samples)``), ``diverging``, ``potential`` ``(W, num_samples)``, ``step_size`` (final),
-        ``step_size_history`` (per iteration), ``warmup_grad_evals``, ``sample_seconds``, ``inverse_mass_matrix``
-        (float64 :math:`\Sigma`, ``(N, N)`` or its diagonal ``(N,)``; ``None`` for the unit mass).
+        ``accept_prob``, ``accepted``, ``jump_accepted`` (whether an independence move was accepted since the
+        previous draw, ``(W, num_samples)``; ``None`` without ``independence``), ``num_grad_evals`` (gradient
+        evaluations spent on each draw, ``(W, num_samples)``), ``diverging``, ``potential``
+        ``(W, num_samples)``, ``step_size`` (final), ``step_size_history`` (per iteration),
+        ``warmup_grad_evals``, ``sample_seconds``, ``inverse_mass_matrix`` (float64 :math:`\Sigma`, ``(N, N)``
+        or its diagonal ``(N,)``; ``None`` for the unit mass).
 
     Raises:
         NonFiniteError: a walker starts at a NaN/inf point or potential.
@@ -951,6 +951,7 @@ def hmc_walkers(
     inv_mass: torch.Tensor | None = None
     extra_grads = 0
     warmup_jumps, pending_grads = 0, 0
+    pending_jump: torch.Tensor | None = None  # jumps accepted since the last recorded draw (thinning)
     no_jump = torch.zeros(W, dtype=torch.bool, device=q.device)
     rec: dict[str, list[torch.Tensor]] = {k: [] for k in ("acc", "accd", "jump", "grads", "div", "u", "x", "z")}
     obs: dict[str, list[torch.Tensor]] = {}
@@ -988,13 +989,14 @@ def hmc_walkers(
                         adapter = _DualAveraging(eps, target_accept_prob)
             continue
         pending_grads += num_steps
+        pending_jump = jumped if pending_jump is None else pending_jump | jumped
         if (it - warmup_steps) % thin != thin - 1:
             continue
         rec["grads"].append(torch.full((W,), pending_grads, dtype=torch.int64))
-        pending_grads = 0
+        rec["jump"].append(pending_jump)
+        pending_grads, pending_jump = 0, None
         rec["acc"].append(accept_prob)
         rec["accd"].append(accept)
-        rec["jump"].append(jumped)
         rec["div"].append(~finite | (dh > max_energy_error))
         rec["u"].append(u.to(torch.float64))
         if keep_samples:
