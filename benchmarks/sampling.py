@@ -108,9 +108,12 @@ def figures(name: str, idata, seconds: float, grads: int, extra: dict) -> dict:
 
 
 def hmc_extra(res) -> dict:
-    """Warm-up cost, mean step size and divergences of a SamplingResult."""
-    return {"warmup_grad_evals": int(res.warmup_grad_evals.sum()), "step_size": float(res.step_size.mean()),
-            "divergences": int(res.diverging.sum()), "z2_sharpness": res.z2_sharpness}
+    """Warm-up cost, mean step size and divergences of a SamplingResult (and the flow jumps' acceptance, if any)."""
+    extra = {"warmup_grad_evals": int(res.warmup_grad_evals.sum()), "step_size": float(res.step_size.mean()),
+             "divergences": int(res.diverging.sum()), "z2_sharpness": res.z2_sharpness}
+    if res.jump_accepted is not None:
+        extra["flow_jump_acceptance"] = float(res.jump_accepted.double().mean())
+    return extra
 
 
 def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, head: str = "tanh") -> dict:
@@ -151,7 +154,7 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
                              num_steps=10, adapt_step_size=True, target_accept_prob=s["walker_target_accept"],
                              keep_samples=False, mass_matrix=s["walker_mass_matrix"], flow_jump_every=1)
     rows.append(figures("latent_hmc_flow_jumps", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                        {**hmc_extra(res), "flow_jump_acceptance": float(res.jump_accepted.double().mean())}))
+                        hmc_extra(res)))
     print(f"  L={L} latent walkers with flow jumps done ({res.seconds:.0f} s)", flush=True)
 
     pyro.set_rng_seed(seed + 4)

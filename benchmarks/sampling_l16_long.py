@@ -130,21 +130,15 @@ def main() -> None:
         res = physical_nuts(energy, phys[1], phys[2], num_chains=phys[0], init=q, full_mass=args.phys_full_mass)
         rows.append(figures("physical_nuts", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                             {**hmc_extra(res), "full_mass": args.phys_full_mass}))
-    if "latent_hmc_walkers" in args.methods:
-        pyro.set_rng_seed(3 + args.seed)
+    for method, seed, jump_every in (("latent_hmc_walkers", 3, 0), ("latent_hmc_flow_jumps", 4, 1)):
+        if method not in args.methods:
+            continue
+        pyro.set_rng_seed(seed + args.seed)
         res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
                                  adapt_step_size=True, keep_samples=False, z2_symmetric=sector,
-                                 mass_matrix=args.mass_matrix)
-        rows.append(figures("latent_hmc_walkers", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
+                                 mass_matrix=args.mass_matrix, flow_jump_every=jump_every)
+        rows.append(figures(method, to_inference_data(res), res.sample_seconds, res.total_grad_evals,
                             {**hmc_extra(res), "mass_matrix": args.mass_matrix}))
-    if "latent_hmc_flow_jumps" in args.methods:
-        pyro.set_rng_seed(4 + args.seed)
-        res = latent_hmc_walkers(energy, d.guide, WALK[0], WALK[1], WALK[2], step_size=0.2, num_steps=10,
-                                 adapt_step_size=True, keep_samples=False, z2_symmetric=sector,
-                                 mass_matrix=args.mass_matrix, flow_jump_every=1)
-        rows.append(figures("latent_hmc_flow_jumps", to_inference_data(res), res.sample_seconds, res.total_grad_evals,
-                            {**hmc_extra(res), "mass_matrix": args.mass_matrix,
-                             "flow_jump_acceptance": float(res.jump_accepted.double().mean())}))
     if "latent_nuts" in args.methods:
         pyro.set_rng_seed(2 + args.seed)
         res = latent_nuts(energy, d.guide, lat[1], lat[2], num_chains=lat[0], keep_samples=False, keep_latent=False,
