@@ -74,6 +74,10 @@ PSI_ATOMS = (("ALA", "N"), ("ALA", "CA"), ("ALA", "C"), ("NME", "N"))
 
 _FIXTURE_FILE = "alanine_tiny.npz"
 
+#: Start basins ``(phi, psi)`` in degrees of the independent runs of the shipped data set: C7eq, C5/beta and C7ax
+#: (the last on the phi > 0 side, which vacuum dynamics at 300 K rarely reaches from the others).
+START_BASINS: dict[str, tuple[float, float]] = {"C7eq": (-80.0, 70.0), "C5": (-150.0, 160.0), "C7ax": (70.0, -70.0)}
+
 
 @dataclass(frozen=True)
 class AlanineSettings:
@@ -89,6 +93,11 @@ class AlanineSettings:
         solvent: ``"vacuum"`` or ``"implicit"`` (OBC GBSA, openmmtools' ``AlanineDipeptideImplicit``).
         platform: OpenMM platform name (``"Reference"`` is fastest for this system on a CPU, see module doc).
         seed: seeds the velocities and the integrator's noise (``Reference`` runs are then reproducible).
+        start_dihedrals: ``(phi, psi)`` in degrees, or ``None``. If given, the minimised molecule is first pulled
+            into that backbone basin by a harmonic torsion restraint (``start_restraint_ps`` of dynamics, force
+            constant 500 kJ/mol/rad²), which is then switched off before equilibration and production, so that
+            independent runs can start from different basins.
+        start_restraint_ps: length of the restrained pre-equilibration (only with ``start_dihedrals``).
     """
 
     temperature: float = 300.0
@@ -100,8 +109,16 @@ class AlanineSettings:
     solvent: str = "vacuum"
     platform: str = "Reference"
     seed: int = 0
+    start_dihedrals: tuple[float, float] | None = None
+    start_restraint_ps: float = 20.0
 
     def __post_init__(self) -> None:
+        if self.start_dihedrals is not None:
+            if len(self.start_dihedrals) != 2 or not all(math.isfinite(a) for a in self.start_dihedrals):
+                raise DataSettingsError(
+                    f"start_dihedrals must be (phi, psi) in degrees, got {self.start_dihedrals!r}"
+                )
+            object.__setattr__(self, "start_dihedrals", tuple(float(a) for a in self.start_dihedrals))
         if self.solvent not in ("vacuum", "implicit"):
             raise DataSettingsError(f"solvent must be 'vacuum' or 'implicit', got {self.solvent!r}")
         for name in ("temperature", "duration_ns", "timestep_fs", "save_every_ps"):
@@ -112,6 +129,17 @@ class AlanineSettings:
                 f"save_every_ps={self.save_every_ps} is shorter than one time step ({self.timestep_fs} fs): "
                 f"use save_every_ps >= {self.timestep_fs / 1000}"
             )
+
+    def cache_key(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict; the start fields only when a start basin is set (so caches made
+        before they existed keep their names)."""
+        key = asdict(self)
+        if self.start_dihedrals is None:
+            key.pop("start_dihedrals")
+            key.pop("start_restraint_ps")
+        else:
+            key["start_dihedrals"] = list(self.start_dihedrals)
+        return key
 
     @property
     def steps_per_frame(self) -> int:
@@ -264,6 +292,8 @@ def _make_simulation(settings: AlanineSettings) -> tuple[Any, Any, Any, Any]:
     cls = testsystems.AlanineDipeptideVacuum if settings.solvent == "vacuum" else testsystems.AlanineDipeptideImplicit
     with contextlib.redirect_stdout(io.StringIO()):
         ts = cls(constraints=app.HBonds)
+    if settings.start_dihedrals is not None:
+        _add_start_restraint(openmm, ts, settings.start_dihedrals)
     integ = openmm.LangevinMiddleIntegrator(
         settings.temperature * unit.kelvin, settings.friction_per_ps / unit.picosecond,
         settings.timestep_fs * unit.femtosecond,
@@ -274,6 +304,22 @@ def _make_simulation(settings: AlanineSettings) -> tuple[Any, Any, Any, Any]:
     ctx = openmm.Context(ts.system, integ, platform, props)
     ctx.setPositions(ts.positions)
     return ctx, integ, ts, unit
+
+
+_RESTRAINT_K = "pyro_nrg_start_k"
+
+
+def _add_start_restraint(openmm: Any, ts: Any, start: tuple[float, float]) -> None:
+    """Add harmonic restraints on phi and psi towards ``start`` (degrees), strength the global parameter
+    :data:`_RESTRAINT_K` (kJ/mol/rad^2; set to zero to switch them off)."""
+    atoms = {(a.residue.name, a.name): a.index for a in ts.topology.atoms()}
+    force = openmm.CustomTorsionForce(f"0.5*{_RESTRAINT_K}*min(dtheta, 2*pi-dtheta)^2; "
+                                      "dtheta = abs(theta-theta0); pi = 3.141592653589793")
+    force.addGlobalParameter(_RESTRAINT_K, 0.0)  # off while minimising: one reference
+    force.addPerTorsionParameter("theta0")
+    for which, angle in zip((PHI_ATOMS, PSI_ATOMS), start):
+        force.addTorsion(*(atoms[w] for w in which), [math.radians(angle)])
+    ts.system.addForce(force)
 
 
 def md_speed(settings: AlanineSettings | None = None, ps: float = 10.0) -> float:
@@ -319,7 +365,13 @@ def generate_alanine(settings: AlanineSettings | None = None, progress: bool | N
     ang = unit.angstrom
     reference = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(ang)[heavy]
     reference = reference - reference.mean(0)
+    if s.start_dihedrals is not None:  # minimise again under the restraint: no violent first steps
+        ctx.setParameter(_RESTRAINT_K, 500.0)
+        openmm.LocalEnergyMinimizer.minimize(ctx)
     ctx.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1)
+    if s.start_dihedrals is not None:
+        integ.step(int(round(s.start_restraint_ps * 1000 / s.timestep_fs)))
+        ctx.setParameter(_RESTRAINT_K, 0.0)
     n_eq = int(round(s.equilibration_ps * 1000 / s.timestep_fs))
     if n_eq:
         integ.step(n_eq)
@@ -368,10 +420,43 @@ def load_alanine(
     """
     s = settings or AlanineSettings()
     d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = asdict(s)
+    key = s.cache_key()
     path = d / f"alanine_{settings_key(key)}.npz"
     arrays, generated = load_or_generate(path, key, lambda: generate_alanine(s, progress), regenerate=regenerate)
     return AlanineTrajectory.from_arrays(arrays, s, generated=generated, path=path)
+
+
+def ship_dataset(runs: list[AlanineTrajectory], every_ps: float, path: str | os.PathLike | None = None) -> Path:
+    """Thin independent runs to one frame every ``every_ps``, stack them and save them (float32 positions) with
+    the settings of every run; read back by :func:`alanine_dataset`."""
+    if not runs:
+        raise DataSettingsError("ship_dataset needs at least one run")
+    solvents = {r.settings.solvent for r in runs}
+    if len(solvents) != 1:
+        raise DataSettingsError(f"runs of one data set must share the solvent, got {sorted(solvents)}")
+    ref = runs[0].reference
+    parts: dict[str, list[np.ndarray]] = {"positions": [], "phi": [], "psi": [], "time_ps": [], "run": []}
+    for i, r in enumerate(runs):
+        if not np.allclose(r.reference, ref, atol=1e-6):
+            raise DataSettingsError("runs of one data set must share the alignment reference (minimised structure)")
+        stride = int(round(every_ps / r.settings.save_every_ps))
+        if stride < 1 or abs(stride * r.settings.save_every_ps - every_ps) > 1e-9:
+            raise DataSettingsError(
+                f"every_ps={every_ps} is not a multiple of the run's frame interval {r.settings.save_every_ps} ps"
+            )
+        sl = slice(stride - 1, None, stride)
+        parts["positions"].append(r.positions[sl].astype(np.float32))
+        for k in ("phi", "psi", "time_ps"):
+            parts[k].append(getattr(r, k)[sl])
+        parts["run"].append(np.full(len(parts["phi"][-1]), i, dtype=np.int8))
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    arrays.update(masses=runs[0].masses, atom_names=runs[0].atom_names, bonds=runs[0].bonds, reference=ref,
+                  md_ns_per_minute=np.array([r.md_ns_per_minute for r in runs]),
+                  wall_time_s=np.array([r.wall_time_s for r in runs]))
+    settings = {"every_ps": every_ps, "runs": [r.settings.cache_key() for r in runs]}
+    solvent = solvents.pop()
+    path = Path(path) if path is not None else Path(str(resources.files("pyro_nrg.data"))) / f"alanine_{solvent}.npz"
+    return save_arrays(path, arrays, settings)
 
 
 def _fixture_path() -> Path:
