@@ -356,8 +356,8 @@ def test_bad_inputs_raise_named_errors() -> None:
         IsingRelaxed(4, 2.0, margin=0.0)
     with pytest.raises(LatticeSizeError, match="enumeration is limited"):
         enumerate_ising(5, 2, 2.0)
-    with pytest.raises(NoExactSolutionError, match="L <= 4"):
-        IsingRelaxed(8, 2.0).exact_m2()
+    with pytest.raises(NoExactSolutionError, match="L <= 10"):
+        IsingRelaxed(12, 2.0).exact_m2()
     for energy in (IsingRelaxed(4, 2.0), Phi4(4, 0.2, 0.5)):
         with pytest.raises(EventShapeError, match=r"reshape"):
             energy.energy(torch.randn(3, 4, 5))

@@ -17,6 +17,12 @@ from .ising import (
     exact_ising_m2,
 )
 from .phi4 import Phi4, mass_to_hopping
+from .transfer_matrix import (
+    MAX_TRANSFER_MATRIX_L,
+    IsingMoments,
+    exact_ising_moments,
+    ising_magnetization_log_weights,
+)
 from .wolff import WolffEstimate, wolff_ising, wolff_spins
 
 __all__ = [
@@ -30,6 +36,10 @@ __all__ = [
     "exact_ising_log_z",
     "exact_ising_energy_per_site",
     "exact_ising_m2",
+    "exact_ising_moments",
+    "ising_magnetization_log_weights",
+    "IsingMoments",
+    "MAX_TRANSFER_MATRIX_L",
     "wolff_ising",
     "wolff_spins",
     "WolffEstimate",

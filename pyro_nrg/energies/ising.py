@@ -57,6 +57,7 @@ import torch
 from ..errors import LatticeSizeError, NoExactSolutionError, NotNormalizableError, NotPositiveDefiniteError
 from ..lattice import Lattice, adjacency_matrix, neighbour_sum
 from .base import Energy, check_temperature
+from .transfer_matrix import IsingMoments, exact_ising_moments
 
 __all__ = [
     "ISING_TC",
@@ -335,22 +336,17 @@ def exact_ising_energy_per_site(L: int, temperature: float, dim: int = 2) -> flo
 
 
 def exact_ising_m2(L: int, temperature: float, dim: int = 2) -> float:
-    r"""Exact :math:`\langle m^2\rangle`, :math:`m = \frac1N\sum_i s_i`: closed form in 1D, enumeration in 2D.
+    r"""Exact :math:`\langle m^2\rangle`, :math:`m = \frac1N\sum_i s_i`: closed form in 1D, row transfer matrix
+    with magnetisation tracking in 2D (:func:`~pyro_nrg.energies.exact_ising_moments`).
 
     Raises:
-        NoExactSolutionError: 2D lattice with more than 20 sites (only ``L <= 4``).
+        NoExactSolutionError: 2D lattice with ``L > MAX_TRANSFER_MATRIX_L`` (10).
     """
     _check_lattice(L, dim)
     beta = 1.0 / check_temperature(temperature)
     if dim == 1:
         return _ring_m2(L, beta)
-    if L**dim > _MAX_ENUM_SITES:
-        raise NoExactSolutionError(
-            f"no closed form for <m^2> of the finite 2D Ising model and L={L} ({L * L} sites) is too "
-            f"large to enumerate (at most {_MAX_ENUM_SITES} sites): use L <= 4, or estimate it with "
-            f"m2_improved on samples"
-        )
-    return enumerate_ising(L, dim, temperature).m2
+    return exact_ising_moments(L, temperature, dim).m2
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -581,8 +577,23 @@ class IsingRelaxed(Energy):
         return exact_ising_energy_per_site(self.L, self.temperature, self.dim)
 
     def exact_m2(self) -> float:
-        r"""Exact Ising :math:`\langle m^2\rangle` (1D: any ``L``; 2D: ``L <= 4``; :func:`exact_ising_m2`)."""
+        r"""Exact Ising :math:`\langle m^2\rangle` (1D: any ``L``; 2D: ``L <= 10``; :func:`exact_ising_m2`).
+
+        It is the exact expectation of :meth:`m2_improved` under the relaxed model.
+        """
         return exact_ising_m2(self.L, self.temperature, self.dim)
+
+    def exact_moments(self) -> IsingMoments:
+        r"""Exact Ising :math:`\langle m^2\rangle`, :math:`\langle|m|\rangle`, :math:`\langle m^4\rangle` and
+        the Binder cumulant (:func:`~pyro_nrg.energies.exact_ising_moments`; 2D: ``L <= 10``).
+
+        Relaxed-model estimators with these expectations: :meth:`m2_improved` (:math:`m^2`), :meth:`m4_improved`
+        (:math:`m^4`), and any function of spins drawn by :meth:`spins_given_x` (e.g. :math:`|m|`).
+
+        Raises:
+            NoExactSolutionError: 2D with ``L > 10``.
+        """
+        return exact_ising_moments(self.L, self.temperature, self.dim)
 
     # -- exact samples (Hubbard–Stratonovich) ---------------------------------------------------------------
     def sample_given_spins(self, spins: torch.Tensor | np.ndarray, generator: torch.Generator | None = None
@@ -654,6 +665,35 @@ class IsingRelaxed(Energy):
         t = self._flat_tanh(x).flatten(start_dim=x.dim() - self.dim)
         N = self.n_sites
         return t.mean(-1).square() - t.square().sum(-1) / N**2 + 1.0 / N
+
+    def m4_improved(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Improved :math:`m^4` estimator :math:`\langle m^4\mid x\rangle`, shape ``batch``.
+
+        Given :math:`x` the spins are independent with mean :math:`t_i = \tanh x_i`; the cumulants of
+        :math:`S = \sum_i s_i` are the sums of the single-spin ones,
+        :math:`\kappa_1 = \sum t_i`, :math:`\kappa_2 = \sum(1 - t_i^2)`, :math:`\kappa_3 = -2\sum t_i(1 - t_i^2)`,
+        :math:`\kappa_4 = -2\sum(1 - t_i^2)(1 - 3t_i^2)`, and
+        :math:`\langle S^4\mid x\rangle = \kappa_4 + 4\kappa_3\kappa_1 + 3\kappa_2^2 + 6\kappa_2\kappa_1^2
+        + \kappa_1^4`. Its expectation under :math:`p_{\rm relaxed}` is the exact Ising
+        :math:`\langle m^4\rangle` (:meth:`exact_moments`).
+        """
+        t = self._flat_tanh(x).flatten(start_dim=x.dim() - self.dim)
+        v = 1.0 - t.square()
+        k1, k2 = t.sum(-1), v.sum(-1)
+        k3 = -2.0 * (t * v).sum(-1)
+        k4 = -2.0 * (v * (1.0 - 3.0 * t.square())).sum(-1)
+        return (k4 + 4.0 * k3 * k1 + 3.0 * k2.square() + 6.0 * k2 * k1.square() + k1.pow(4)) / self.n_sites**4
+
+    def spins_given_x(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Draw Ising spins :math:`s \sim p(s\mid x)`: independent, :math:`P(s_i = +1\mid x) = (1 + \tanh x_i)/2`.
+
+        If :math:`x \sim p_{\rm relaxed}` the spins are exact Ising configurations, so any spin observable of
+        them (:math:`|m|`, :math:`m^4`, correlations) is unbiased for its Ising expectation
+        (:meth:`exact_moments`). Shape and dtype of ``x``, entries :math:`\pm1`.
+        """
+        t = self._flat_tanh(x)
+        u = torch.rand(t.shape, dtype=t.dtype, device=t.device, generator=generator)
+        return torch.where(2.0 * u < 1.0 + t, 1.0, -1.0).to(t.dtype)
 
     def ising_energy_per_site(self, x: torch.Tensor) -> torch.Tensor:
         r"""Improved Ising energy estimator :math:`-\frac1N\sum_{\langle ij\rangle}\tanh x_i \tanh x_j`.

@@ -225,10 +225,15 @@ class Phi4(Energy):
 
     def exact_propagator(self) -> torch.Tensor:
         r"""Exact :math:`G(r) = \langle\phi_0\phi_r\rangle` at ``lam = 0``, shape ``event_shape`` (inverse FFT of
-        :math:`1/(2a - J\lambda_A(k))`), dtype/device of the buffers."""
+        :math:`1/(2a - J\lambda_A(k))`), always float64 (an exact reference, whatever the energy's dtype), on the
+        device of the buffers.
+
+        Raises:
+            NoExactSolutionError: ``lam > 0``.
+        """
         self._require_gaussian("the propagator")
-        dims = tuple(range(-self.dim, 0))
-        return torch.fft.ifftn(1.0 / self.m_eigenvalues, dim=dims).real
+        g = np.fft.ifftn(1.0 / self._eig64).real
+        return torch.tensor(g, dtype=torch.float64, device=self.m_eigenvalues.device)
 
     # -- observables -----------------------------------------------------------------------------------------
     def magnetization(self, x: torch.Tensor) -> torch.Tensor:
