@@ -4,7 +4,7 @@
    OBC implicit solvent), one thread, measured side by side in this run.
 2. Data: 30 ns of vacuum MD at 300 K (pyro_nrg.data.load_alanine; cached in ~/.cache/pyro_nrg or --cache-dir),
    10 heavy atoms aligned (Kabsch), 24 mass-weighted internal coordinates, Maxwell-Boltzmann momenta at 300 K.
-3. Model: pyro_nrg.canonical.pca_canonical_flow (starts at the harmonic/PCA model) trained by maximum likelihood
+3. Model: pyro_nrg.distributions.pca_canonical_flow (starts at the harmonic/PCA model) trained by maximum likelihood
    (pyro_nrg.infer.canonical.fit_density, 90/10 split, plateau schedule, early stopping).
 4. Figures: learned spectrum (cm^-1), KSG mutual information (nats) between each of the 4 slowest latent
    coordinates Q_k and phi, psi (angles embedded as (cos, sin)); also for the pair (Q_k, P_k) and for the PCA
@@ -33,9 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
-from pyro_nrg.canonical import latent_mode_path, pca_canonical_flow  # noqa: E402
+from pyro_nrg.analysis.modes import latent_mode_path  # noqa: E402
 from pyro_nrg.data.alanine import AlanineSettings, alanine_fixture, load_alanine, md_speed  # noqa: E402
 from pyro_nrg.diagnostics import mode_mutual_information, mutual_information  # noqa: E402
+from pyro_nrg.distributions import pca_canonical_flow  # noqa: E402
 from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann  # noqa: E402
 
 CM1_PER_RAD_PS = 1 / (2 * math.pi * 0.0299792458)

@@ -7,7 +7,7 @@ exact Gaussian F, slow-mode profiles vs the exact normal modes, latent dynamics 
 Ring (H = (|q|-2)^2/0.32 + |p|^2/2, T=1): a nonlinear symplectic flow ending in a polar point transformation
 (erf angle map; path-gradient SVI, float32 training);
 F vs exact (1D radial quad), and how the latent coordinates track the radius and the angle (Spearman rank
-correlations; for the angle the circular measure of pyro_nrg.canonical.circular_rank_correlation, maximised over
+correlations; for the angle the circular measure of pyro_nrg.analysis.modes.circular_rank_correlation, maximised over
 the branch cut; for both, the best latent mode and phase Q_k cos(phi) + P_k sin(phi), since the oscillator latent
 is invariant under rotations within each pair). Also reported: the lower bound on the ring's F_q error that *no*
 symplectic flow onto oscillators can beat (phase-space volume rearrangement, see ring_volume_floor).
@@ -37,7 +37,8 @@ import torch
 from pyro.distributions.torch_transform import ComposeTransformModule
 from scipy import integrate, optimize
 
-from pyro_nrg.canonical import CanonicalFlow, best_latent_correlation, canonical_flow
+from pyro_nrg.analysis.modes import best_latent_correlation
+from pyro_nrg.distributions import CanonicalFlow, canonical_flow
 from pyro_nrg.energies.hamiltonians import HarmonicChain, RingHamiltonian, velocity_verlet
 from pyro_nrg.infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
 from pyro_nrg.transforms.symplectic import polar_symplectic_flow

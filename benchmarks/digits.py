@@ -2,14 +2,14 @@
 
 Data: pyro_nrg.data.load_digits_data (x = (v + u)/17, u ~ U(0,1) dequantization, y = x - per-pixel train mean;
 1438 train / 359 test images, seed 0). Phase space: 64 positions + Maxwell-Boltzmann momenta (unit mass, T = 1).
-Model: pyro_nrg.canonical.pca_canonical_flow (starts at the Gaussian/PCA model), trained by maximum likelihood
+Model: pyro_nrg.distributions.pca_canonical_flow (starts at the Gaussian/PCA model), trained by maximum likelihood
 (fit_density: 90/10 split of the training images, plateau schedule, early stopping).
 
 Figures:
 * test NLL in bits per pixel of the 17-level images (dequantization bound): importance sampling over K momenta,
-  pyro_nrg.canonical.position_log_likelihood (K = 64; K = 1 is the Jensen bound), vs the Gaussian (PCA) start;
+  pyro_nrg.analysis.modes.position_log_likelihood (K = 64; K = 1 is the Jensen bound), vs the Gaussian (PCA) start;
 * reconstruction MSE per pixel on the (0, 1) scale of the test images from the k slowest latent modes
-  (momenta zero; pyro_nrg.canonical.keep_slow_modes), k = 1, 2, 4, 8, 16, 32, vs PCA with k components.
+  (momenta zero; pyro_nrg.analysis.modes.keep_slow_modes), k = 1, 2, 4, 8, 16, 32, vs PCA with k components.
 
 Usage:
     .venv/bin/python benchmarks/digits.py            # full size (a few minutes on one core)
@@ -29,8 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
-from pyro_nrg.canonical import keep_slow_modes, pca_canonical_flow, position_log_likelihood  # noqa: E402
+from pyro_nrg.analysis.modes import keep_slow_modes, position_log_likelihood  # noqa: E402
 from pyro_nrg.data.digits import load_digits_data, pca_reconstruction  # noqa: E402
+from pyro_nrg.distributions import pca_canonical_flow  # noqa: E402
 from pyro_nrg.infer.canonical import DensityConfig, fit_density  # noqa: E402
 
 KS = (1, 2, 4, 8, 16, 32)

@@ -2,14 +2,35 @@
 
 Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:`~pyro_nrg.transforms` (Pyro
 ``TransformModule``s, latent → physical), :mod:`~pyro_nrg.flows` (assembled architectures),
-:mod:`~pyro_nrg.distributions`, :mod:`~pyro_nrg.infer` (distillation, estimators, MCMC), :mod:`~pyro_nrg.testing`,
+:mod:`~pyro_nrg.distributions` (flow priors, symmetrised mixtures, phase-space models), :mod:`~pyro_nrg.infer`
+(distillation, estimators, MCMC), :mod:`~pyro_nrg.analysis`, :mod:`~pyro_nrg.io` (atomic writes),
+:mod:`~pyro_nrg.testing`,
 :mod:`~pyro_nrg.data` (alanine dipeptide MD and digits for the real-world demos; OpenMM/scikit-learn optional).
 """
 
-from . import canonical, data, diagnostics, distributions, energies, errors, flows, infer, lattice, testing, transforms
-from .canonical import CanonicalFlow, HarmonicOscillators, PhaseSpaceFlow, canonical_flow
+from . import (
+    analysis,
+    data,
+    diagnostics,
+    distributions,
+    energies,
+    errors,
+    flows,
+    infer,
+    io,
+    lattice,
+    testing,
+    transforms,
+)
 from .diagnostics import to_inference_data
-from .distributions import FlowDistribution, Z2Symmetrized
+from .distributions import (
+    CanonicalFlow,
+    FlowDistribution,
+    HarmonicOscillators,
+    PhaseSpaceFlow,
+    Z2Symmetrized,
+    canonical_flow,
+)
 from .energies import ISING_TC, IsingRelaxed, Phi4
 from .flows import NeuralRGConfig, neural_rg
 from .infer import distill, estimate_free_energy, flow_mh, latent_hmc_walkers, latent_nuts, physical_nuts
@@ -23,7 +44,7 @@ __all__ = [
     "latent_nuts",
     "latent_hmc_walkers",
     "physical_nuts",
-    "canonical",
+    "analysis",
     "data",
     "CanonicalFlow",
     "HarmonicOscillators",
@@ -34,6 +55,7 @@ __all__ = [
     "errors",
     "flows",
     "infer",
+    "io",
     "lattice",
     "testing",
     "transforms",

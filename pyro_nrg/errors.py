@@ -15,6 +15,7 @@ __all__ = [
     "InverseNotConvergedError",
     "ConfigMismatchError",
     "CheckpointError",
+    "DiskFullError",
     "TrainingDivergedError",
     "NotNormalizableError",
     "NotPositiveDefiniteError",
@@ -57,6 +58,11 @@ class ConfigMismatchError(PyroNRGError, ValueError):
 
 class CheckpointError(PyroNRGError, RuntimeError):
     """A checkpoint file is missing, unreadable, or not a pyro_nrg checkpoint."""
+
+
+class DiskFullError(PyroNRGError, OSError):
+    """The device has no space left for a file pyro_nrg writes: the message says how many bytes it needs and how many
+    are free; the previous file is intact and no partial temp file is left behind."""
 
 
 class TrainingDivergedError(PyroNRGError, RuntimeError):

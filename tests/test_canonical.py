@@ -10,14 +10,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_nrg.canonical import (
+from pyro_nrg.analysis.modes import best_latent_correlation, circular_rank_correlation, rank_correlation
+from pyro_nrg.distributions import (
     CanonicalFlow,
     HarmonicOscillators,
     PhaseSpaceFlow,
-    best_latent_correlation,
     canonical_flow,
-    circular_rank_correlation,
-    rank_correlation,
     rotate_oscillators,
 )
 from pyro_nrg.energies.hamiltonians import HarmonicChain, RingHamiltonian, SeparableHamiltonian, velocity_verlet

@@ -21,8 +21,9 @@ matplotlib.use("Agg")
 import numpy as np
 import torch
 
-from pyro_nrg.canonical import keep_slow_modes, pca_canonical_flow, position_log_likelihood
+from pyro_nrg.analysis.modes import keep_slow_modes, position_log_likelihood
 from pyro_nrg.data.digits import load_digits_data, pca_reconstruction
+from pyro_nrg.distributions import pca_canonical_flow
 from pyro_nrg.infer.canonical import DensityConfig, fit_density
 from pyro_nrg.plotting import plot_image_grid, plot_spectrum
 

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from pyro_nrg.canonical import canonical_flow
+from pyro_nrg.distributions import canonical_flow
 from pyro_nrg.energies.hamiltonians import HarmonicChain, velocity_verlet
 from pyro_nrg.infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
 

@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from pyro_nrg.canonical import CanonicalFlow, best_latent_correlation
+from pyro_nrg.analysis.modes import best_latent_correlation
+from pyro_nrg.distributions import CanonicalFlow
 from pyro_nrg.energies.hamiltonians import RingHamiltonian
 from pyro_nrg.infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
 from pyro_nrg.transforms.symplectic import polar_symplectic_flow

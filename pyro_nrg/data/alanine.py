@@ -199,7 +199,7 @@ class AlanineTrajectory:
         """The :class:`~pyro_nrg.data.geometry.RigidBodyProjection` (24 internal coordinates, mean-centred).
 
         The default time unit, 1/30 ps, puts the balanced mode widths of
-        :func:`~pyro_nrg.canonical.pca_canonical_flow` between about 0.3 and 3 (frequencies in rad per unit).
+        :func:`~pyro_nrg.distributions.pca_canonical_flow` between about 0.3 and 3 (frequencies in rad per unit).
         """
         proj = RigidBodyProjection(self.reference, self.masses, self.settings.temperature, time_unit_ps=time_unit_ps)
         return proj.fit(self.positions)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataCacheError
+from ..io import atomic_write, measured_size
 
 __all__ = ["settings_key", "checksum", "save_arrays", "load_arrays", "load_or_generate"]
 
@@ -50,21 +50,14 @@ def checksum(arrays: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> s
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> Path:
     """Write ``arrays`` with their settings and checksum to ``path`` (atomically: temp file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {k: np.asarray(v) for k, v in arrays.items()}
     blob["__settings__"] = np.array(_canonical_json(settings))
     blob["__checksum__"] = np.array(checksum(arrays, settings))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **blob)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **blob)
+
+    return atomic_write(path, write, size_hint=lambda: measured_size(lambda sink: np.savez_compressed(sink, **blob)))
 
 
 def load_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

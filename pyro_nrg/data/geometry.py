@@ -129,7 +129,7 @@ class RigidBodyProjection:
         temperature: kelvin.
         mean: optional ``(3M-6,)`` offset subtracted from :math:`s` (set it with :meth:`fit`).
         time_unit_ps: unit of :math:`u` (and of time; frequencies come out in rad per this unit). For alanine,
-            ``1/30`` ps puts the balanced widths of :func:`~pyro_nrg.canonical.pca_canonical_flow` near one.
+            ``1/30`` ps puts the balanced widths of :func:`~pyro_nrg.distributions.pca_canonical_flow` near one.
     """
 
     #: Boltzmann constant in amu Å² ps⁻² K⁻¹ (0.0083144626 kJ/mol/K; 1 kJ/mol = 100 amu Å² ps⁻²).

@@ -6,7 +6,7 @@ r"""Training neural canonical transformations: variational free energy (SVI) and
 
 with Pyro's ``SVI`` and ``Trace_ELBO``: the *model* has a samplable flat site
 ``Normal(0, 1).expand([2n]).to_event(1).mask(False)`` plus ``pyro.factor("boltzmann", -beta * H(x))``, the
-*guide* samples the same site from the :class:`~pyro_nrg.canonical.PhaseSpaceFlow`; a ``pyro.plate`` of
+*guide* samples the same site from the :class:`~pyro_nrg.distributions.PhaseSpaceFlow`; a ``pyro.plate`` of
 ``batch_size`` particles vectorises the estimate, so :math:`F_q = -\mathrm{ELBO}\cdot T/\text{batch}`. The
 per-step estimate and its standard error are recorded.
 
@@ -36,7 +36,7 @@ import pyro.optim
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from ..canonical import CanonicalFlow, PhaseSpaceFlow
+from ..distributions import CanonicalFlow, PhaseSpaceFlow
 from ..energies.base import Energy
 from ..errors import EventShapeError, TemperatureError, TrainingDivergedError
 from .estimators import FreeEnergyEstimate, estimate_free_energy
@@ -177,7 +177,7 @@ def fit_variational(
     r"""Minimise the variational free energy :math:`F_q` of ``model`` for ``hamiltonian`` with Pyro SVI.
 
     Args:
-        model: the :class:`~pyro_nrg.canonical.CanonicalFlow` to train (in place; its dtype is used).
+        model: the :class:`~pyro_nrg.distributions.CanonicalFlow` to train (in place; its dtype is used).
         hamiltonian: energy on ``(*batch, 2n)`` at the model's temperature.
         config: :class:`VariationalConfig`.
         callback: called as ``callback(step, info)`` every ``log_every`` steps with ``f_q``, ``f_q_stderr``,
@@ -391,7 +391,7 @@ def fit_density(
     validation NLL is restored at the end.
 
     Args:
-        model: :class:`~pyro_nrg.canonical.CanonicalFlow` (trained in place; ``model.temperature`` is used).
+        model: :class:`~pyro_nrg.distributions.CanonicalFlow` (trained in place; ``model.temperature`` is used).
         positions: ``(N, n)`` samples of :math:`q`.
         masses: scalar or ``(n,)`` masses.
         config: :class:`DensityConfig`.

@@ -37,9 +37,10 @@ import torch
 from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
-from ..distributions import FlowDistribution, atomic_torch_save
+from ..distributions import FlowDistribution
 from ..errors import CheckpointError, ConfigMismatchError, TrainingDivergedError
 from ..flows import flow_config, normalized_flow_config
+from ..io import atomic_torch_save, write_json
 from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
 from .model import FlowGuide, boltzmann_model, symmetrize
 
@@ -447,9 +448,7 @@ class Distiller:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(state, path)
-        tmp = path.parent / ".config.json.tmp"
-        tmp.write_text(json.dumps(self.run_config(), indent=2))
-        os.replace(tmp, path.parent / "config.json")
+        write_json(path.parent / "config.json", self.run_config())
         logger.debug("checkpoint at step %d written to %s", self.step, path)
         return path
 

@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 
-from ..canonical import CanonicalFlow, best_latent_correlation, canonical_flow
-from ..distributions import atomic_torch_save
+from ..analysis.modes import best_latent_correlation
+from ..distributions import CanonicalFlow, canonical_flow
 from ..energies import HarmonicChain, RingHamiltonian, velocity_verlet
 from ..errors import CheckpointError
 from ..infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
+from ..io import atomic_torch_save
 from ..transforms.symplectic import polar_symplectic_flow
 from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..distributions import atomic_torch_save
 from ..errors import CheckpointError
+from ..io import atomic_torch_save
 from .report import Row, RunFolder, StudyOutcome, console_table
 
 __all__ = ["add_demo_options", "run_demo_study"]
@@ -79,9 +79,10 @@ def _fit(model: Any, q: torch.Tensor, args: argparse.Namespace, run: RunFolder, 
 
 
 def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
-    from ..canonical import latent_mode_path, pca_canonical_flow
+    from ..analysis.modes import latent_mode_path
     from ..data.alanine import AlanineSettings, alanine_fixture, load_alanine
     from ..diagnostics import mode_mutual_information
+    from ..distributions import pca_canonical_flow
     from ..infer.canonical import maxwell_boltzmann
     from ..plotting import plot_backbone_path, plot_ramachandran, plot_spectrum
 
@@ -131,8 +132,9 @@ def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
 
 
 def _digits(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
-    from ..canonical import keep_slow_modes, pca_canonical_flow, position_log_likelihood
+    from ..analysis.modes import keep_slow_modes, position_log_likelihood
     from ..data.digits import load_digits_data, pca_reconstruction
+    from ..distributions import pca_canonical_flow
     from ..plotting import plot_image_grid, plot_spectrum
 
     data = load_digits_data(test_fraction=0.2, scale=1.0, seed=args.seed)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..io import atomic_write, write_json
 
 __all__ = ["RunFolder", "StudyOutcome", "Row", "console_table", "markdown_table", "fmt_value", "fmt_rel"]
 
@@ -88,11 +89,7 @@ class RunFolder:
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write ``obj`` as indented JSON (non-finite floats become ``null``), atomically."""
-        path = self.file(name)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_json(self.file(name), _jsonable(obj))
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         """Records of a JSON-lines file (empty if it does not exist)."""
@@ -109,11 +106,7 @@ class RunFolder:
     def write_netcdf(self, name: str, idata: Any) -> Path:
         """Write an ArviZ ``InferenceData`` to netCDF via a temporary file and a rename (readers of the old file
         are not disturbed and a kill never leaves a torn file)."""
-        path = self.file(name)
-        tmp = path.with_name(f".{path.name}.tmp")
-        idata.to_netcdf(str(tmp))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.file(name), lambda tmp: idata.to_netcdf(str(tmp)))
 
     def save_figure(self, name: str, fig: Any, dpi: int = 110) -> str:
         """Save a matplotlib figure as PNG; returns the file name (for the report)."""

@@ -1,8 +1,5 @@
-r"""Flow distributions for Pyro models: NeuralRG priors, Z₂-symmetrized mixtures.
+r"""Symmetrised mixtures of a distribution: the :math:`Z_2` sign flip and the lattice symmetries.
 
-* :class:`FlowDistribution` — :math:`x = g(z)`, :math:`z \sim \mathcal N(0, I)`:
-  :math:`\ln q(x) = \ln \mathcal N(g^{-1}(x)) - \ln|\det \partial g/\partial z|`. A drop-in prior for any Pyro
-  model (``field = pyro.sample("field", prior)``), with :meth:`FlowDistribution.save` / :meth:`FlowDistribution.load`.
 * :class:`Z2Symmetrized` — the mixture :math:`\tfrac12[q(x) + q(-x)]` of a distribution and its mirror image.
   Reverse-KL training of a plain flow collapses onto one magnetisation sector of a :math:`Z_2`-symmetric target
   and loses :math:`\ln 2` of entropy; the mixture restores it.
@@ -13,134 +10,16 @@ r"""Flow distributions for Pyro models: NeuralRG priors, Z₂-symmetrized mixtur
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from .errors import CheckpointError, EventShapeError
-from .flows import build_flow, flow_config
+from ..errors import EventShapeError
 
-__all__ = [
-    "FlowDistribution",
-    "Z2Symmetrized",
-    "LatticeSymmetrized",
-    "lattice_symmetry_maps",
-    "standard_normal",
-    "detached_log_prob",
-    "detached_parameters",
-    "atomic_torch_save",
-]
-
-
-def standard_normal(
-    event_shape: tuple[int, ...],
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-    scale: float = 1.0,
-) -> dist.TorchDistribution:
-    """Normal ``N(0, scale**2 I)`` with the given event shape (batch shape ``()``)."""
-    zeros = torch.zeros(event_shape, dtype=dtype or torch.get_default_dtype(), device=device)
-    return dist.Normal(zeros, torch.full_like(zeros, float(scale))).to_event(len(event_shape))
-
-
-def _flow_param(flow: torch.nn.Module) -> torch.Tensor | None:
-    for p in flow.parameters():
-        return p
-    return None
-
-
-class FlowDistribution(dist.TransformedDistribution):
-    r"""A standard normal pushed through a flow ``g`` (latent → physical): a trainable prior or proposal.
-
-    Args:
-        flow: a transform module with ``event_shape`` (e.g. :func:`~pyro_nrg.flows.neural_rg`).
-        event_shape: overrides ``flow.event_shape`` for flows that do not define it.
-        path_gradient: score samples with detached flow parameters (see :func:`detached_log_prob`).
-        latent_scale: standard deviation :math:`\\sigma` of the latent Gaussian. :math:`\\sigma > 1` gives a
-            broader, heavier-tailed proposal with an exact density — the usual way to make independence
-            Metropolis or importance sampling robust when a reverse-KL-trained flow under-covers the target.
-
-    Example:
-        >>> from pyro_nrg.flows import neural_rg
-        >>> prior = FlowDistribution(neural_rg(L=4))
-        >>> x = prior.rsample((3,)); prior.log_prob(x).shape
-        torch.Size([3])
-    """
-
-    arg_constraints: dict[str, constraints.Constraint] = {}
-
-    def __init__(
-        self,
-        flow: torch.nn.Module,
-        event_shape: tuple[int, ...] | None = None,
-        path_gradient: bool = False,
-        latent_scale: float = 1.0,
-        validate_args=None,
-    ):
-        es = tuple(event_shape or flow.event_shape)
-        p = _flow_param(flow)
-        if not (float(latent_scale) > 0 and math.isfinite(float(latent_scale))):
-            raise ValueError(f"latent_scale must be a positive number, got {latent_scale!r}: use 1.0 (the trained q)")
-        base = standard_normal(
-            es, p.dtype if p is not None else None, p.device if p is not None else None, scale=latent_scale
-        )
-        self.flow = flow
-        self.latent_scale = float(latent_scale)
-        self.path_gradient = bool(path_gradient)
-        super().__init__(base, [flow], validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):  # noqa: D102 - keep the class under Pyro's plate broadcasting
-        new = self._get_checked_instance(FlowDistribution, _instance)
-        new.flow = self.flow
-        new.path_gradient = self.path_gradient
-        new.latent_scale = self.latent_scale
-        return super().expand(batch_shape, _instance=new)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """ln q(x); with ``path_gradient`` the flow parameters are detached (see :func:`detached_log_prob`)."""
-        if self.path_gradient and torch.is_grad_enabled():
-            return detached_log_prob(self, x)
-        return super().log_prob(x)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the flow's ``state_dict`` (``path``) and its config JSON (``path`` + ``.json``), atomically."""
-        cfg = flow_config(self.flow)
-        if cfg is None:
-            raise CheckpointError(
-                "this flow has no config to rebuild it from: build it with pyro_nrg.flows.neural_rg(...) or save "
-                "flow.state_dict() yourself"
-            )
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"flow": self.flow.state_dict(), "config": cfg}, path)
-        tmp = path.with_name(path.name + ".json.tmp")
-        tmp.write_text(json.dumps(cfg, indent=2))
-        os.replace(tmp, path.with_name(path.name + ".json"))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None) -> FlowDistribution:
-        """Rebuild a distribution saved by :meth:`save` (data only: ``torch.load(weights_only=True)``)."""
-        path = Path(path)
-        if not path.exists():
-            raise CheckpointError(f"no saved flow at {path}: check the path (save with FlowDistribution.save)")
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(blob, dict) or "flow" not in blob or "config" not in blob:
-            raise CheckpointError(f"{path} is not a pyro_nrg flow file (missing 'flow'/'config' entries)")
-        flow = build_flow(blob["config"])
-        flow.load_state_dict(blob["flow"])
-        p = _flow_param(flow)
-        dtype = next(iter(blob["flow"].values())).dtype if blob["flow"] else None
-        if p is not None and dtype is not None:
-            flow = flow.to(dtype)
-        return cls(flow)
+__all__ = ["Z2Symmetrized", "LatticeSymmetrized", "lattice_symmetry_maps", "SymmetryMap"]
 
 
 class Z2Symmetrized(dist.TorchDistribution):
@@ -348,49 +227,3 @@ class LatticeSymmetrized(dist.TorchDistribution):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.stack([self._map(x, g_inv) for _, g_inv in self.maps])  # (|S|, *batch, *event)
         return self.base.log_prob(pre).logsumexp(0) - math.log(len(self.maps))
-
-
-@contextlib.contextmanager
-def detached_parameters(module: torch.nn.Module) -> Iterator[None]:
-    """Inside the block, every parameter of ``module`` reads as its detached self (same storage, no graph).
-
-    What ``torch.func.functional_call`` with detached parameters does, without its generic bookkeeping (about 5 ms
-    a call for a flow of 500 parameter tensors): the parameter slots are swapped in place and restored on exit,
-    even on an exception. The list of slots is cached on the module and rebuilt when a parameter is replaced.
-    """
-    slots = getattr(module, "_pyro_nrg_param_slots", None)
-    if slots is None or any(m._parameters.get(n) is not p for m, n, p in slots):
-        slots = [(m, n, p) for m in module.modules() for n, p in m._parameters.items() if p is not None]
-        object.__setattr__(module, "_pyro_nrg_param_slots", slots)
-    try:
-        for m, n, p in slots:
-            m._parameters[n] = p.detach()
-        yield
-    finally:
-        for m, n, p in slots:
-            m._parameters[n] = p
-
-
-def detached_log_prob(q: FlowDistribution, x: torch.Tensor) -> torch.Tensor:
-    r""":math:`\ln q_{\bar\theta}(x)` with the flow parameters treated as constants but ``x`` differentiable.
-
-    This is the *path-gradient* ("sticking the landing", Roeder, Wu & Duvenaud 2017; Vaitl et al. 2022) form of
-    the reverse-KL objective: for :math:`x = g_\theta(z)` the total derivative of
-    :math:`\mathbb E[\beta E(x) + \ln q_{\bar\theta}(x)]` drops the score term
-    :math:`\partial_\theta \ln q_\theta(x)|_x`, whose expectation is zero but whose variance is not, so the
-    gradient vanishes exactly at :math:`q = p`. Costs one inverse pass of the flow.
-    """
-    flow = q.flow
-    if not hasattr(flow, "inverse_and_log_det"):
-        return dist.TransformedDistribution.log_prob(q, x)
-    with detached_parameters(flow):
-        z, ldj = flow.inverse_and_log_det(x)
-    return q.base_dist.log_prob(z) - ldj
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a torn file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
