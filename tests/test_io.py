@@ -173,3 +173,34 @@ def test_log_prob_of_float64_input_on_a_float32_flow(saved) -> None:
     x64 = x.double().requires_grad_(True)
     q.log_prob(x64).sum().backward()
     assert x64.grad is not None and x64.grad.dtype == torch.float64
+
+
+def test_symmetrized_mixtures_save_and_load_as_themselves(tmp_path) -> None:
+    from pyro_nrg.distributions import LatticeSymmetrized, Z2Symmetrized, load_distribution
+
+    torch.manual_seed(0)
+    flow = neural_rg(L=4, n_couplings=2, hidden=8)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # away from the identity, where q(-x) = q(x) anyway
+    z2 = Z2Symmetrized(FlowDistribution(flow, latent_scale=1.5))
+    both = LatticeSymmetrized(z2, (4, 4), translations=2)
+    x = both.sample((5,))
+    z2.save(tmp_path / "z2.pt")
+    both.save(tmp_path / "both.pt")
+
+    z2_back = Z2Symmetrized.load(tmp_path / "z2.pt")
+    assert isinstance(z2_back.base, FlowDistribution) and z2_back.base.latent_scale == 1.5
+    assert torch.allclose(z2_back.log_prob(x), z2.log_prob(x), atol=1e-5)
+    assert not any(p.requires_grad for p in z2_back.base.flow.parameters())
+
+    both_back = load_distribution(tmp_path / "both.pt")
+    assert isinstance(both_back, LatticeSymmetrized) and isinstance(both_back.base, Z2Symmetrized)
+    assert both_back.num_maps == both.num_maps
+    assert torch.allclose(both_back.log_prob(x), both.log_prob(x), atol=1e-5)
+
+    with pytest.raises(CheckpointError, match="load_distribution"):
+        FlowDistribution.load(tmp_path / "z2.pt")  # not silently the one-sector flow
+    with pytest.raises(CheckpointError, match="LatticeSymmetrized"):
+        Z2Symmetrized.load(tmp_path / "both.pt")
+    assert isinstance(load_distribution(tmp_path / "z2.pt"), Z2Symmetrized)

@@ -168,7 +168,7 @@ class AlanineTrajectory:
         reference: ``(10, 3)`` the alignment reference (minimised structure, centred).
         settings: the :class:`AlanineSettings`.
         md_ns_per_minute: measured production speed (ns of dynamics per wall-clock minute).
-        wall_time_s: production wall time.
+        seconds: production wall time (files written before this name was chosen call it ``wall_time_s``).
         generated: ``True`` if made by this call, ``False`` if read from the cache.
     """
 
@@ -182,7 +182,7 @@ class AlanineTrajectory:
     reference: np.ndarray
     settings: AlanineSettings
     md_ns_per_minute: float = float("nan")
-    wall_time_s: float = float("nan")
+    seconds: float = float("nan")
     generated: bool = False
     path: Path | None = field(default=None, repr=False)
 
@@ -219,7 +219,7 @@ class AlanineTrajectory:
             "bonds": self.bonds,
             "reference": self.reference,
             "md_ns_per_minute": np.array(self.md_ns_per_minute),
-            "wall_time_s": np.array(self.wall_time_s),
+            "seconds": np.array(self.seconds),
         }
 
     @classmethod
@@ -236,7 +236,7 @@ class AlanineTrajectory:
             reference=arrays["reference"],
             settings=settings,
             md_ns_per_minute=float(arrays["md_ns_per_minute"]),
-            wall_time_s=float(arrays["wall_time_s"]),
+            seconds=float(arrays["seconds"] if "seconds" in arrays else arrays["wall_time_s"]),
             generated=generated,
             path=path,
         )
@@ -400,7 +400,7 @@ def generate_alanine(settings: AlanineSettings | None = None, progress: bool | N
         "bonds": bonds,
         "reference": reference,
         "md_ns_per_minute": np.array(ns / (wall / 60) if wall > 0 else math.inf),
-        "wall_time_s": np.array(wall),
+        "seconds": np.array(wall),
     }
 
 
@@ -452,7 +452,7 @@ def ship_dataset(runs: list[AlanineTrajectory], every_ps: float, path: str | os.
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     arrays.update(masses=runs[0].masses, atom_names=runs[0].atom_names, bonds=runs[0].bonds, reference=ref,
                   md_ns_per_minute=np.array([r.md_ns_per_minute for r in runs]),
-                  wall_time_s=np.array([r.wall_time_s for r in runs]))
+                  seconds=np.array([r.seconds for r in runs]))
     settings = {"every_ps": every_ps, "runs": [r.settings.cache_key() for r in runs]}
     solvent = solvents.pop()
     path = Path(path) if path is not None else Path(str(resources.files("pyro_nrg.data"))) / f"alanine_{solvent}.npz"

@@ -24,7 +24,14 @@ from .phase_space import (
     pca_canonical_flow,
     rotate_oscillators,
 )
-from .symmetrized import LatticeSymmetrized, SymmetryMap, Z2Symmetrized, lattice_symmetry_maps
+from .symmetrized import (
+    LatticeSymmetrized,
+    SymmetryMap,
+    Z2Symmetrized,
+    lattice_symmetry_maps,
+    load_distribution,
+    save_distribution,
+)
 
 __all__ = [
     "FlowDistribution",
@@ -38,6 +45,8 @@ __all__ = [
     "LatticeSymmetrized",
     "lattice_symmetry_maps",
     "SymmetryMap",
+    "save_distribution",
+    "load_distribution",
     "HarmonicOscillators",
     "PhaseSpaceFlow",
     "CanonicalFlow",

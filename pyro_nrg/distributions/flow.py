@@ -108,12 +108,13 @@ class FlowDistribution(dist.TransformedDistribution):
         return super().log_prob(x)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the flow's ``state_dict`` and config (``path``) and the config JSON (``path`` + ``.json``), atomically.
+        """Write the flow's ``state_dict`` and config and the latent scale (``path``) and the config JSON (``path`` +
+        ``.json``), atomically. A symmetrised mixture of this distribution saves itself with its own ``save``.
 
         Raises:
             CheckpointError: the flow was not made by a builder of :mod:`pyro_nrg.flows` (no config).
         """
-        save_flow_file(self.flow, path)
+        save_flow_file(self.flow, path, extra={"distribution": {"latent_scale": self.latent_scale, "mixtures": []}})
 
     @classmethod
     def load(
@@ -135,7 +136,14 @@ class FlowDistribution(dist.TransformedDistribution):
                 checkpoint (load that with :func:`pyro_nrg.infer.load_checkpoint`).
             ConfigMismatchError: the weights do not fit the flow the saved config describes.
         """
-        return cls(load_flow_file(path, map_location=map_location, requires_grad=requires_grad))
+        flow, blob = load_flow_file(path, map_location=map_location, requires_grad=requires_grad)
+        spec = blob.get("distribution") or {}
+        if spec.get("mixtures"):
+            raise CheckpointError(
+                f"{path} holds a symmetrised mixture of a flow, not a bare FlowDistribution: load it with "
+                f"pyro_nrg.distributions.load_distribution(path) (or Z2Symmetrized.load / LatticeSymmetrized.load)"
+            )
+        return cls(flow, latent_scale=float(spec.get("latent_scale", 1.0)))
 
 
 def save_flow_file(flow: torch.nn.Module, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
@@ -196,8 +204,9 @@ def read_flow_file(path: str | os.PathLike[str], map_location: str | torch.devic
 
 def load_flow_file(
     path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
-) -> torch.nn.Module:
-    """The flow saved by :func:`save_flow_file`: rebuilt from its config, weights loaded, in the saved dtype.
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The flow saved by :func:`save_flow_file` (rebuilt from its config, weights loaded, in the saved dtype,
+    parameters frozen unless ``requires_grad``) and the whole saved dict.
 
     Raises:
         CheckpointError: see :func:`read_flow_file`.
@@ -219,15 +228,15 @@ def load_flow_file(
         flow = flow.to(dtype)
     for p in flow.parameters():
         p.requires_grad_(requires_grad)
-    return flow
+    return flow, blob
 
 
 @contextlib.contextmanager
 def detached_parameters(module: torch.nn.Module) -> Iterator[None]:
     """Inside the block, every parameter of ``module`` reads as its detached self (same storage, no graph).
 
-    What ``torch.func.functional_call`` with detached parameters does, without its generic bookkeeping (about 5 ms
-    a call for a flow of 500 parameter tensors): the parameter slots are swapped in place and restored on exit,
+    What ``torch.func.functional_call`` with detached parameters does, without its generic per-call bookkeeping
+    (which grows with the number of parameter tensors): the parameter slots are swapped in place and restored on exit,
     even on an exception. The list of slots is cached on the module and rebuilt when a parameter is replaced.
     """
     slots = getattr(module, "_pyro_nrg_param_slots", None)

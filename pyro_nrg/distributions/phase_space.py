@@ -41,13 +41,12 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
-from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
 from torch.distributions import Transform, constraints
 
 from ..energies.base import check_temperature
 from ..errors import EventShapeError
-from ..transforms.symplectic import SymplecticLinearMap, symplectic_flow
+from ..flows import SymplecticFlowConfig, symplectic
 
 __all__ = [
     "HarmonicOscillators",
@@ -373,8 +372,10 @@ def canonical_flow(
     ``n_blocks=0`` gives the linear model (scaling + linear symplectic layer), which is exact for quadratic
     Hamiltonians such as :class:`~pyro_nrg.energies.hamiltonians.HarmonicChain`.
     """
-    flow = symplectic_flow(n, n_blocks=n_blocks, n_couplings=n_couplings, hidden=hidden, depth=depth, shears=shears)
-    return CanonicalFlow(flow, n, temperature=temperature, omega=omega)
+    cfg = SymplecticFlowConfig(
+        n=n, n_blocks=n_blocks, n_couplings=n_couplings, hidden=hidden, depth=depth, shears=shears
+    )
+    return CanonicalFlow(symplectic(cfg), n, temperature=temperature, omega=omega)
 
 
 def pca_canonical_flow(
@@ -441,7 +442,10 @@ def pca_canonical_flow(
     W = O / m.sqrt()[:, None] * d
     Wp = O * m.sqrt()[:, None] / d
     M = torch.cat([torch.cat([W, zero], 1), torch.cat([zero, Wp], 1)], 0)
-    base = symplectic_flow(n, n_blocks=n_blocks, n_couplings=n_couplings, hidden=hidden, depth=depth, shears=shears)
+    cfg = SymplecticFlowConfig(
+        n=n, n_blocks=n_blocks, n_couplings=n_couplings, hidden=hidden, depth=depth, shears=shears, fixed_map=True
+    )
+    flow = symplectic(cfg)
     dtype = torch.get_default_dtype()
-    flow = ComposeTransformModule([*base.parts, SymplecticLinearMap(M.to(dtype))])
+    flow.parts[-1].set_matrix(M.to(dtype))
     return CanonicalFlow(flow, n, temperature=T, omega=omega.to(dtype))

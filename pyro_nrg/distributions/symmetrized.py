@@ -11,15 +11,25 @@ r"""Symmetrised mixtures of a distribution: the :math:`Z_2` sign flip and the la
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from typing import Any
 
 import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from ..errors import EventShapeError
+from ..errors import CheckpointError, EventShapeError
+from .flow import FlowDistribution, load_flow_file, save_flow_file
 
-__all__ = ["Z2Symmetrized", "LatticeSymmetrized", "lattice_symmetry_maps", "SymmetryMap"]
+__all__ = [
+    "Z2Symmetrized",
+    "LatticeSymmetrized",
+    "lattice_symmetry_maps",
+    "SymmetryMap",
+    "save_distribution",
+    "load_distribution",
+]
 
 
 class Z2Symmetrized(dist.TorchDistribution):
@@ -47,6 +57,18 @@ class Z2Symmetrized(dist.TorchDistribution):
         super(Z2Symmetrized, new).__init__(new.base.batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the mixture as itself (flow weights, flow config and the mixture's settings); see
+        :func:`save_distribution`."""
+        save_distribution(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
+    ) -> Z2Symmetrized:
+        """Load a mixture saved by :meth:`save` (frozen unless ``requires_grad``); see :func:`load_distribution`."""
+        return _load_as(cls, path, map_location, requires_grad)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         base = self.base
@@ -98,8 +120,8 @@ def lattice_symmetry_maps(
     Args:
         lattice_shape: ``(L,)`` or ``(L, L)``.
         translations: offsets per axis, ``1 <= t <= L`` (1 = no translation). For a NeuralRG flow the blocks of
-            the finest level repeat with period 2, and ``t = 2`` gives most of the gain (8×8 Ising at
-            :math:`T_c`: ``t = 4`` lowered F_q no further; ``docs/physics.md``).
+            the finest level repeat with period 2, and ``t = 2`` gives most of the gain (``docs/physics.md``,
+            "Lattice symmetry").
         point_group: also apply every rotation/reflection.
 
     Raises:
@@ -208,6 +230,18 @@ class LatticeSymmetrized(dist.TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the mixture as itself (flow weights, flow config and the mixture's settings); see
+        :func:`save_distribution`."""
+        save_distribution(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
+    ) -> LatticeSymmetrized:
+        """Load a mixture saved by :meth:`save` (frozen unless ``requires_grad``); see :func:`load_distribution`."""
+        return _load_as(cls, path, map_location, requires_grad)
+
     def _map(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         batch = x.shape[: x.dim() - len(self.event_shape)]
         return fn(x.reshape(*batch, *self.lattice_shape)).reshape(x.shape)
@@ -227,3 +261,80 @@ class LatticeSymmetrized(dist.TorchDistribution):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.stack([self._map(x, g_inv) for _, g_inv in self.maps])  # (|S|, *batch, *event)
         return self.base.log_prob(pre).logsumexp(0) - math.log(len(self.maps))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# saving a distribution as itself
+
+
+def _layers(d: Any) -> tuple[FlowDistribution, list[dict[str, Any]]]:
+    """The innermost :class:`FlowDistribution` of ``d`` and the mixtures around it (innermost first)."""
+    layers: list[dict[str, Any]] = []
+    while isinstance(d, Z2Symmetrized | LatticeSymmetrized):
+        if isinstance(d, Z2Symmetrized):
+            layers.append({"kind": "z2"})
+        else:
+            layers.append({"kind": "lattice", "lattice_shape": list(d.lattice_shape),
+                           "translations": d.translations, "point_group": d.point_group})
+        d = d.base
+    if not isinstance(d, FlowDistribution):
+        raise CheckpointError(
+            f"cannot save a mixture of a {type(d).__name__}: only FlowDistribution, Z2Symmetrized and "
+            f"LatticeSymmetrized around a FlowDistribution are saved (save its parts yourself)"
+        )
+    return d, layers[::-1]
+
+
+def save_distribution(d: dist.TorchDistribution, path: str | os.PathLike[str]) -> None:
+    """Save a :class:`FlowDistribution`, or symmetrised mixtures of one, as itself.
+
+    The file holds the flow's ``state_dict`` and config and, under ``"distribution"``, the latent scale and the
+    mixtures around the flow (:class:`Z2Symmetrized`, :class:`LatticeSymmetrized` with their settings), so that
+    :func:`load_distribution` returns the distribution that was trained, not its one-sector flow. The flow config
+    also goes to ``path`` + ``.json``. Written atomically.
+
+    Raises:
+        CheckpointError: another distribution, or a flow without config (not built by :mod:`pyro_nrg.flows`).
+    """
+    q, layers = _layers(d)
+    save_flow_file(q.flow, path, extra={"distribution": {"latent_scale": q.latent_scale, "mixtures": layers}})
+
+
+def load_distribution(
+    path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
+) -> dist.TorchDistribution:
+    """The distribution saved by :func:`save_distribution` or :meth:`FlowDistribution.save`, as it was saved.
+
+    Args:
+        path: the saved file.
+        map_location: as for :func:`torch.load`.
+        requires_grad: leave the flow's parameters trainable (default: frozen).
+
+    Raises:
+        CheckpointError: see :meth:`FlowDistribution.load`; also an unknown mixture.
+        ConfigMismatchError: the weights do not fit the flow the saved config describes.
+    """
+    flow, blob = load_flow_file(path, map_location, requires_grad)
+    spec = blob.get("distribution") or {}
+    d: dist.TorchDistribution = FlowDistribution(flow, latent_scale=float(spec.get("latent_scale", 1.0)))
+    for layer in spec.get("mixtures", []):
+        kind = layer.get("kind")
+        if kind == "z2":
+            d = Z2Symmetrized(d)
+        elif kind == "lattice":
+            d = LatticeSymmetrized(d, tuple(layer["lattice_shape"]), layer["translations"], layer["point_group"])
+        else:
+            raise CheckpointError(
+                f"{path} holds an unknown mixture {kind!r}: was it saved by another pyro_nrg version?"
+            )
+    return d
+
+
+def _load_as(cls: type, path: str | os.PathLike[str], map_location: Any, requires_grad: bool) -> Any:
+    d = load_distribution(path, map_location, requires_grad)
+    if not isinstance(d, cls):
+        raise CheckpointError(
+            f"{path} holds a {type(d).__name__}, not a {cls.__name__}: load it with "
+            f"pyro_nrg.distributions.load_distribution(path) (or {type(d).__name__}.load)"
+        )
+    return d

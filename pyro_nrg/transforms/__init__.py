@@ -2,7 +2,6 @@
 
 from .base import PairedTransformModule, Reshaped
 from .coupling import (
-    MLP,
     CouplingStack,
     MaskedAffineCoupling,
     MaskedTanhCoupling,
@@ -22,6 +21,7 @@ from .elementwise import (
     tanh_sum,
 )
 from .hierarchical import HierarchicalFlow, hierarchical_flow
+from .nets import MLP
 from .symplectic import (
     LinearSymplectic,
     MLPPotential,
@@ -29,7 +29,6 @@ from .symplectic import (
     PointTransformation,
     PolarBijection,
     PositionShear,
-    RealNVP,
     SymplecticLinearMap,
     SymplecticScaling,
     SymplecticTransform,
@@ -74,7 +73,6 @@ __all__ = [
     "PointTransformation",
     "MomentumShear",
     "PositionShear",
-    "RealNVP",
     "PolarBijection",
     "MLPPotential",
     "hamiltonian_matrix",

@@ -7,7 +7,8 @@ log-determinant of the *forward* map, :math:`\ln|\det \partial x/\partial z|`, o
 * ``inverse_and_log_det(x) -> (z, ldj)``
 
 so there is one sign convention everywhere. :meth:`log_abs_det_jacobian` returns the value computed alongside
-the last call (either direction) when asked about that same ``(z, x)`` pair, and recomputes otherwise; with
+the last call (either direction) when asked about that same ``(z, x)`` pair, and recomputes otherwise (with
+``cache_size=0`` nothing is remembered, so no autograd graph is kept alive between calls); with
 ``cache_size=1`` Pyro's :class:`~torch.distributions.TransformedDistribution` then scores its own samples with
 a single pass through the network.
 """
@@ -74,12 +75,14 @@ class PairedTransformModule(TransformModule):
 
     def _call(self, z: torch.Tensor) -> torch.Tensor:
         x, ldj = self.forward_and_log_det(z)
-        self._last = (z, x, ldj)
+        if self._cache_size:
+            self._last = (z, x, ldj)
         return x
 
     def _inverse(self, x: torch.Tensor) -> torch.Tensor:
         z, ldj = self.inverse_and_log_det(x)
-        self._last = (z, x, ldj)
+        if self._cache_size:
+            self._last = (z, x, ldj)
         return z
 
     def log_abs_det_jacobian(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

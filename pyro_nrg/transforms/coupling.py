@@ -18,8 +18,7 @@ Shapes: input ``(*batch, d)``; the log-determinant has shape ``batch``.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -27,9 +26,9 @@ from torch import nn
 from ..errors import EventShapeError
 from .base import PairedTransformModule
 from .elementwise import invert_increasing, tanh_sum
+from .nets import MLP
 
 __all__ = [
-    "MLP",
     "MaskedAffineCoupling",
     "MaskedTanhCoupling",
     "masked_tanh_coupling",
@@ -39,47 +38,6 @@ __all__ = [
     "coupling_stack",
     "half_partitions",
 ]
-
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "elu": nn.ELU,
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-    "silu": nn.SiLU,
-    "gelu": nn.GELU,
-}
-
-
-class MLP(nn.Sequential):
-    """Fully connected network ``in_dim -> hidden... -> out_dim`` with a zero-initialised output layer.
-
-    The zero output layer makes every coupling the identity at initialisation (a standard, stable start).
-
-    Args:
-        in_dim: input features.
-        out_dim: output features.
-        hidden: widths of the hidden layers.
-        activation: one of ``elu, relu, tanh, softplus, silu, gelu``.
-        output_bias: give the output layer a bias (an odd, shift-only coupling has no use for one).
-    """
-
-    def __init__(
-        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (32, 32), activation: str = "elu",
-        output_bias: bool = True,
-    ):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: use one of {sorted(_ACTIVATIONS)}")
-        layers: list[nn.Module] = []
-        widths = [in_dim, *hidden]
-        for a, b in itertools.pairwise(widths):
-            layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
-        last = nn.Linear(widths[-1], out_dim, bias=output_bias)
-        nn.init.zeros_(last.weight)
-        if output_bias:
-            nn.init.zeros_(last.bias)
-        layers.append(last)
-        super().__init__(*layers)
-
 
 def _reset_layout(module: MaskedAffineCoupling, _incompatible_keys: object) -> None:
     module._set_layout()
@@ -120,7 +78,10 @@ class MaskedAffineCoupling(PairedTransformModule):
         cond: indices that condition (pass through unchanged).
         trans: indices that are transformed; ``cond`` and ``trans`` must partition ``range(d)``.
         additive: volume-preserving variant (log-det 0).
-        scale_bound: initial bound :math:`a` of the soft clamp :math:`s = a\tanh(\hat s)` (learnable).
+        scale_bound: bound :math:`a` of the log-scale's soft clamp.
+        learn_scale_bound: ``True``: :math:`s = a\tanh(\hat s)` with a trainable per-dimension :math:`a`
+            starting at ``scale_bound`` (NeuralRG's learnable-scaled tanh); ``False``: the fixed, unit-slope clamp
+            :math:`s = a\tanh(\hat s / a)`, which leaves small log-scales as the hypernet gives them.
         odd: make the layer odd, :math:`f(-v) = -f(v)` (Z₂-equivariant): the log-scale is symmetrised,
             :math:`s(u) = \tfrac12[\hat s(u) + \hat s(-u)]`, and the shift antisymmetrised,
             :math:`t(u) = \tfrac12[\hat t(u) - \hat t(-u)]` (one hypernet call on a doubled batch). A flow
@@ -141,6 +102,7 @@ class MaskedAffineCoupling(PairedTransformModule):
         additive: bool = False,
         scale_bound: float = 2.0,
         odd: bool = False,
+        learn_scale_bound: bool = True,
     ) -> None:
         super().__init__(event_dim=1)
         d = len(cond) + len(trans)
@@ -155,7 +117,8 @@ class MaskedAffineCoupling(PairedTransformModule):
         self.register_buffer("cond", torch.as_tensor(list(cond), dtype=torch.long))
         self.register_buffer("trans", torch.as_tensor(list(trans), dtype=torch.long))
         self.register_buffer("merge", torch.argsort(torch.as_tensor([*cond, *trans], dtype=torch.long)))
-        if not self.additive:
+        self.fixed_scale_bound = None if learn_scale_bound or self.additive else float(scale_bound)
+        if not self.additive and learn_scale_bound:
             self.scale_bound = nn.Parameter(torch.full((len(trans),), float(scale_bound)))
         self._set_layout()
         self.register_load_state_dict_post_hook(_reset_layout)  # a loaded state may carry other index sets
@@ -206,6 +169,11 @@ class MaskedAffineCoupling(PairedTransformModule):
                 f"coupling layer acts on a last dimension of size {self.d}, got input of shape {tuple(v.shape)}"
             )
 
+    def _clamp(self, s_hat: torch.Tensor) -> torch.Tensor:
+        r"""The soft-clamped log-scale: :math:`a\tanh(\hat s)` (learned bound) or :math:`a\tanh(\hat s/a)` (fixed)."""
+        a = self.fixed_scale_bound
+        return self.scale_bound * torch.tanh(s_hat) if a is None else a * torch.tanh(s_hat / a)
+
     def _scale_shift(self, v_cond: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         n = self.trans.numel()
         if self.odd:
@@ -213,12 +181,11 @@ class MaskedAffineCoupling(PairedTransformModule):
             if self.additive:
                 return None, 0.5 * (hp - hm)
             s_hat, t = 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
-            return self.scale_bound * torch.tanh(s_hat), t
+            return self._clamp(s_hat), t
         h = self.hypernet(v_cond)
         if self.additive:
             return None, h
-        log_scale = self.scale_bound * torch.tanh(h[..., :n])
-        return log_scale, h[..., n:]
+        return self._clamp(h[..., :n]), h[..., n:]
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(z)
@@ -282,10 +249,9 @@ class MaskedTanhCoupling(MaskedAffineCoupling):
     context-independent gap. At the start (:math:`\hat b = 0`) it is an affine coupling plus a small bump
     :math:`b_0`.
 
-    Measured (``benchmarks/flow_ablation.py``, 2D Ising at :math:`T_c`, NeuralRG flows with the tanh head, equal
-    training time): per step it learns faster, but it costs 2.0–2.4× the step time, and at equal time F_q is the
-    same as with affine couplings: L = 8, 300 s: 0.288 % vs 0.289 %; L = 4, 120 s: 0.138 % vs 0.147 %. Hence an
-    option (``hierarchical_flow(coupling="tanh")``), not the default.
+    Per step it learns faster than an affine coupling but costs about twice the step time, so at equal time it
+    is no better (``benchmarks/flow_ablation.py``; figures in ``docs/physics.md``): an option
+    (``hierarchical_flow(coupling="tanh")``), not the default.
 
     The inverse solves :math:`g(v) = (x_\tau - t)e^{-s}` by :func:`~pyro_nrg.transforms.invert_increasing` in the
     bracket :math:`|v - y| \le \sum_k b_k` (implicit-function gradients).
@@ -381,11 +347,12 @@ class CouplingStack(PairedTransformModule):
 
     Each part must implement ``forward_and_log_det``/``inverse_and_log_det`` (any
     :class:`~pyro_nrg.transforms.base.PairedTransformModule`, or a :class:`TransformBlock` wrapping a Pyro
-    transform). Log-determinants add up.
+    transform). Log-determinants add up. ``cache_size=0`` turns off Pyro's cache of the last ``(z, x)`` pair (for a
+    stack that is differentiated through, as in a :class:`~pyro_nrg.transforms.PointTransformation`).
     """
 
-    def __init__(self, parts: Sequence[PairedTransformModule]) -> None:
-        super().__init__(event_dim=1)
+    def __init__(self, parts: Sequence[PairedTransformModule], cache_size: int = 1) -> None:
+        super().__init__(event_dim=1, cache_size=cache_size)
         self.parts = nn.ModuleList(parts)
 
     def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,21 +10,16 @@ relaxed Ising model's are not: given its neighbours a site's density is a two-Ga
 couplings can only approximate that. One monotone map :math:`h` applied to every site after the hierarchy,
 :math:`x_i = h(y_i)`, with a steep middle and flat flanks, turns the unimodal conditionals of :math:`y` into
 bimodal ones whose weights still follow the conditioning (through the shift of :math:`y_i`). It costs
-:math:`3K` parameters. Measured on the 2D Ising model at :math:`T_c`, L = 8, 300 s of training each, side by side
-(``benchmarks/free_energy.py``, ablation): F_q 0.31 % above exact with the head against 0.43 % without.
+:math:`3K` parameters. ``benchmarks/free_energy.py`` and ``benchmarks/flow_ablation.py`` measure the heads against
+the flow without one at equal training time (figures in ``docs/physics.md``, "Bimodal sites").
 
 **Latent HMC: a trade-off.** The RQ spline is only :math:`C^1`: :math:`h''` jumps at every knot and, in the odd form,
 at 0 (a cusp of :math:`\ln h'`). The renormalized energy contains :math:`\ln h'`, so its gradient jumps where a
 site crosses a knot, and the leapfrog energy error falls like :math:`\epsilon` instead of :math:`\epsilon^2`.
-Measured (L = 4, T = 3, 300 training steps, trajectory length 2, median :math:`|\Delta H|` over 256 starts):
-without the head 0.25 / 0.062 / 0.015 at :math:`\epsilon` = 0.2 / 0.1 / 0.05; with it 12 / 6.3 / 3.0; latent
-many-walker HMC there (64 walkers, 10 steps of 0.2) accepts 0.38 instead of 0.97, ESS(m²) per gradient 2.5–4×
-lower. At :math:`T_c` on L = 8 and 16 (``benchmarks/sampling.py``, walkers adapting their step to acceptance 0.85)
-the better flow won instead: walkers' ESS(m²)/grad 1.7× (L = 8) and 1.3× (L = 16) that of the flow without the
-head, while latent NUTS at L = 16 needed 42 gradients per draw instead of 24. The smooth :class:`OddTanhSum`
-(``head="tanh"``) has no such trade-off and is the default of :class:`~pyro_nrg.flows.NeuralRGConfig`: the same
-F_q (L = 8, 890 s: 0.277 % against the spline's 0.280 %), and at L = 16 latent NUTS 3.5× and the walkers 1.7× the
-spline head's ESS(m²) per gradient (``benchmarks/results/sampling.json`` against ``sampling_head_spline.json``).
+So a spline head trades a better flow against a rougher latent potential for HMC. The smooth
+:class:`OddTanhSum` (``head="tanh"``) has no such trade-off and is the default of
+:class:`~pyro_nrg.flows.NeuralRGConfig` (``benchmarks/sampling.py`` compares the heads' ESS per gradient; figures in
+``docs/physics.md``).
 
 **The spline** (Gregory & Delbourgo, IMA J. Numer. Anal. 2, 123 (1982); Durkan, Bekasov, Murray & Papamakarios,
 *Neural Spline Flows*, NeurIPS 2019). ``K`` bins between knots :math:`(x_k, y_k)`, widths :math:`w_k`, heights
@@ -276,12 +271,8 @@ class OddTanhSum(PairedTransformModule):
     The :math:`C^\infty` alternative to :class:`ElementwiseSpline` as a NeuralRG head: with
     :math:`a, b_k, c_k > 0` (softplus/exp parameters) :math:`h' = a + \sum_k (b_k/c_k)\,\mathrm{sech}^2(v/c_k)`
     is positive, largest at 0 and smooth everywhere, so the renormalized energy keeps a smooth gradient and the
-    leapfrog energy error falls like :math:`\epsilon^2` (the spline's falls like :math:`\epsilon`). Measured on the
-    2D Ising model at :math:`T_c`, L = 8, 300 s of training (batch 256, 1 thread; ``benchmarks/free_energy.py``'s
-    ablation): F_q 0.30 % above exact (:math:`b_k` starting at 0.08), like the spline head's 0.31 %, against
-    0.44 % without a head. ``benchmarks/sampling.py`` (L = 8 after 1500 steps, L = 16 after 3000): F_q 0.34 % at
-    both sizes; ESS(m²) per gradient of 64 latent HMC walkers 1.25e-2 (L = 8) and 2.1e-3 (L = 16) against 1.24e-2
-    and 1.24e-3 with the spline head, of latent NUTS at L = 16 1.5e-3 against 4.4e-4.
+    leapfrog energy error falls like :math:`\epsilon^2` (the spline's falls like :math:`\epsilon`), while it improves
+    F_q as much as the spline head does (``benchmarks/free_energy.py``; figures in ``docs/physics.md``).
 
     The inverse has no closed form: :func:`invert_increasing` (Newton safeguarded by bisection, then one
     differentiable step) inside the bracket :math:`|a v - x| \le \sum_k b_k`, to a relative tolerance of 100

@@ -272,12 +272,10 @@ def hierarchical_flow(
         block_factory: overrides the default block (called with the layer index); the block acts on ``2**dim``
             variables.
         odd: Z₂-equivariant blocks, :math:`g(-z) = -g(z)` (then :math:`q(-x) = q(x)` without a mixture; see
-            :class:`~pyro_nrg.transforms.MaskedAffineCoupling`). Measured on 2D Ising at :math:`T_c`, L=8, 250 s of
-            training: F_q 1.33 % above exact against 0.58 % for the default flow with the Z₂ mixture
-            (``z2_symmetric=True``), so the mixture stays the default. The odd flow covers more of :math:`p`
-            between the two sectors (``benchmarks/flow_mh_coverage.py``, tanh head, 1500 steps at L=8: the
-            largest log-weight gap to the flow's own draws 2.2 nats instead of 8.4, flow-MH from flow draws
-            +0.7σ instead of +4.2σ; at L=16 after 4000 steps 8.8 instead of 52 nats, flow-MH still +8σ).
+            :class:`~pyro_nrg.transforms.MaskedAffineCoupling`). At equal training time its F_q is higher than that of
+            the default flow with the Z₂ mixture (``z2_symmetric=True``), which stays the default; the odd flow covers
+            more of :math:`p` between the two sectors (``benchmarks/flow_mh_coverage.py``; ``docs/physics.md``,
+            "Coverage").
         head: ``"none"`` (this builder's default: the paper's flow), ``"tanh"`` for the smooth odd
             :class:`~pyro_nrg.transforms.OddTanhSum` on every site after the hierarchy (the default of
             :class:`~pyro_nrg.flows.NeuralRGConfig`), or ``"spline"`` for an odd element-wise RQ spline
@@ -286,9 +284,9 @@ def hierarchical_flow(
         head_bins: the spline head's number of bins.
         head_bound: the half-width of the spline head's interval (identity beyond it).
         head_terms: tanh terms of ``head="tanh"`` (:class:`~pyro_nrg.transforms.OddTanhSum`: smooth, so latent
-            HMC keeps a smooth potential; same F_q gain as the spline in a 300-s test at L=8).
+            HMC keeps a smooth potential).
         coupling: ``"affine"`` (RealNVP, the paper's) or ``"tanh"``
-            (:class:`~pyro_nrg.transforms.MaskedTanhCoupling`: smooth, conditionals that can be bimodal, 2.0–2.4×
+            (:class:`~pyro_nrg.transforms.MaskedTanhCoupling`: smooth, conditionals that can be bimodal, about twice
             the step time).
         coupling_terms: tanh terms per variable of ``coupling="tanh"``.
     """

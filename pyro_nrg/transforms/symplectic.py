@@ -24,11 +24,11 @@ that builds sensible defaults):
 :class:`PositionShear`            :math:`q = Q + \nabla T_\theta(P)`, :math:`p = P`
 ================================  ===========================================================================
 
-plus :class:`RealNVP`, a plain (non-symplectic) affine-coupling bijection of ``(*batch, n)`` vectors to lift with
-:class:`PointTransformation`, :class:`PolarBijection` (log-radius/angle coordinates of the plane, for rotors and
-rings), :class:`MLPPotential` (a scalar network for the shears) and
-:func:`symplectic_flow`, which stacks the layers into a :class:`~pyro.distributions.torch_transform.
-ComposeTransformModule`.
+plus :func:`real_nvp`, a plain (non-symplectic) affine-coupling bijection of ``(*batch, n)`` vectors (built from
+:mod:`~pyro_nrg.transforms.coupling`) to lift with :class:`PointTransformation`, :class:`PolarBijection`
+(log-radius/angle coordinates of the plane, for rotors and rings), :class:`MLPPotential` (a scalar network for the
+shears) and :func:`symplectic_flow`, which stacks the layers into a
+:class:`~pyro.distributions.torch_transform.ComposeTransformModule`.
 
 Example:
     >>> import torch
@@ -43,7 +43,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from pyro.distributions.torch_transform import ComposeTransformModule, TransformModule
@@ -51,6 +51,8 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from ..errors import EventShapeError
+from .coupling import CouplingStack, MaskedAffineCoupling
+from .nets import MLP
 
 __all__ = [
     "SymplecticTransform",
@@ -60,7 +62,6 @@ __all__ = [
     "PointTransformation",
     "MomentumShear",
     "PositionShear",
-    "RealNVP",
     "PolarBijection",
     "MLPPotential",
     "hamiltonian_matrix",
@@ -247,6 +248,13 @@ class SymplecticLinearMap(SymplecticTransform):
     """
 
     def __init__(self, matrix: torch.Tensor, atol: float = 1e-6) -> None:
+        matrix = self._checked(matrix, atol)
+        super().__init__(matrix.shape[0] // 2)
+        self.register_buffer("M", matrix.clone())
+        self.register_buffer("M_inv", self._symplectic_inverse(matrix))
+
+    @staticmethod
+    def _checked(matrix: torch.Tensor, atol: float) -> torch.Tensor:
         matrix = torch.as_tensor(matrix)
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] % 2:
             raise EventShapeError(
@@ -258,14 +266,28 @@ class SymplecticLinearMap(SymplecticTransform):
                 "SymplecticLinearMap: the matrix is not symplectic (M^T Omega M != Omega): build it from a "
                 "point transformation [[W, 0], [0, W^-T]] or use LinearSymplectic to learn one"
             )
-        super().__init__(matrix.shape[0] // 2)
-        self.register_buffer("M", matrix.clone())
-        n = self.n
-        # exact inverse of a symplectic matrix: M^{-1} = Omega^T M^T Omega = [[D^T, -B^T], [-C^T, A^T]]
+        return matrix
+
+    @staticmethod
+    def _symplectic_inverse(matrix: torch.Tensor) -> torch.Tensor:
+        r"""The exact inverse of a symplectic matrix, :math:`M^{-1} = \Omega^\top M^\top \Omega`."""
+        n = matrix.shape[0] // 2
         a, b = matrix[:n, :n], matrix[:n, n:]
         c, d = matrix[n:, :n], matrix[n:, n:]
-        minv = torch.cat([torch.cat([d.T, -b.T], 1), torch.cat([-c.T, a.T], 1)], 0)
-        self.register_buffer("M_inv", minv)
+        return torch.cat([torch.cat([d.T, -b.T], 1), torch.cat([-c.T, a.T], 1)], 0)
+
+    def set_matrix(self, matrix: torch.Tensor, atol: float = 1e-6) -> None:
+        """Replace the matrix (same shape) in place, e.g. after building the layer from a config.
+
+        Raises:
+            EventShapeError: not a symplectic matrix of the layer's shape.
+        """
+        matrix = self._checked(matrix, atol)
+        if matrix.shape != self.M.shape:
+            raise EventShapeError(f"set_matrix: expected shape {tuple(self.M.shape)}, got {tuple(matrix.shape)}")
+        with torch.no_grad():
+            self.M.copy_(matrix)
+            self.M_inv.copy_(self._symplectic_inverse(matrix))
 
     def _call(self, z: torch.Tensor) -> torch.Tensor:
         _check_phase_space(z, self.n, type(self).__name__)
@@ -310,111 +332,36 @@ def symplectic_scaling(n: int, init: float | torch.Tensor = 0.0) -> SymplecticSc
     return SymplecticScaling(n, init=init)
 
 
-def _mlp(n_in: int, n_out: int, hidden: int, depth: int, bias_out: bool = True, zero_out: bool = True) -> nn.Module:
-    layers: list[nn.Module] = []
-    width = n_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.Tanh()]
-        width = hidden
-    out = nn.Linear(width, n_out, bias=bias_out)
-    if zero_out:
-        nn.init.zeros_(out.weight)
-        if bias_out:
-            nn.init.zeros_(out.bias)
-    layers.append(out)
-    return nn.Sequential(*layers)
+def real_nvp(
+    n: int, n_couplings: int = 4, hidden: int = 32, depth: int = 2, scale_bound: float = 2.0
+) -> CouplingStack:
+    r"""An affine-coupling (RealNVP) bijection of ``(*batch, n)`` position vectors, to lift with
+    :class:`PointTransformation` (*not* symplectic on its own).
 
+    A :class:`~pyro_nrg.transforms.CouplingStack` of ``n_couplings``
+    :class:`~pyro_nrg.transforms.MaskedAffineCoupling` layers that alternate between conditioning on the even and
+    on the odd coordinates,
 
-class RealNVP(TransformModule):
-    r"""Affine-coupling bijection of ``(*batch, n)`` vectors (RealNVP; *not* symplectic on its own).
+    .. math:: y_\tau = u_\tau\, e^{s(u_c)} + t(u_c), \qquad s = a\tanh(\hat s / a),
 
-    Coupling ``i`` with binary mask :math:`m_i` (1 = conditioning half) maps
-
-    .. math:: y = m \odot u + (1 - m) \odot \big(u\, e^{s(m\odot u)} + t(m \odot u)\big),
-       \qquad s = \sigma\tanh(\tilde s),
-
-    where the hypernetwork ``nets[i]`` returns :math:`(\tilde s, t)` of shape ``(*batch, 2n)`` from
-    :math:`m \odot u` in one call. Smooth activations (tanh) keep second derivatives, which a
-    :class:`PointTransformation` needs for training (it differentiates the Jacobian). The inverse is exact.
-
-    Args:
-        masks: ``(n_couplings, n)`` 0/1 tensor; every coordinate should be updated by some coupling.
-        nets: one hypernetwork per coupling, ``(*batch, n) -> (*batch, 2n)``.
-        scale_bound: :math:`\sigma`, bound of the log-scale per coupling.
-    """
-
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-    bijective = True
-    sign = +1
-
-    def __init__(self, masks: torch.Tensor, nets: Sequence[nn.Module], scale_bound: float = 2.0) -> None:
-        super().__init__(cache_size=0)
-        masks = torch.as_tensor(masks, dtype=torch.get_default_dtype())
-        if masks.dim() != 2 or masks.shape[0] != len(nets):
-            raise EventShapeError(
-                f"RealNVP needs masks of shape (n_couplings, n) with one network per coupling, got masks "
-                f"{tuple(masks.shape)} and {len(nets)} networks: build it with real_nvp(n, n_couplings)"
-            )
-        self.n = int(masks.shape[1])
-        self.register_buffer("masks", masks)
-        self.nets = nn.ModuleList(nets)
-        self.scale_bound = float(scale_bound)
-
-    def _st(self, i: int, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        m = self.masks[i].to(u.dtype)
-        out = self.nets[i](u * m)
-        s_raw, t = out[..., : self.n], out[..., self.n :]
-        s = self.scale_bound * torch.tanh(s_raw / self.scale_bound) * (1 - m)
-        return m, s, t * (1 - m)
-
-    def _check(self, u: torch.Tensor) -> None:
-        if u.dim() < 1 or u.shape[-1] != self.n:
-            raise EventShapeError(
-                f"RealNVP acts on vectors of shape (*batch, {self.n}), got {tuple(u.shape)}: "
-                f"wrap it in a PointTransformation to act on phase space"
-            )
-
-    def _call(self, u: torch.Tensor) -> torch.Tensor:
-        self._check(u)
-        for i in range(len(self.nets)):
-            _, s, t = self._st(i, u)
-            u = u * torch.exp(s) + t
-        return u
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        self._check(y)
-        for i in reversed(range(len(self.nets))):
-            _, s, t = self._st(i, y)  # the conditioning half is unchanged by coupling i
-            y = (y - t) * torch.exp(-s)
-        return y
-
-    def log_abs_det_jacobian(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum of the log-scales, shape ``batch_shape`` (recomputed from ``u``)."""
-        total = torch.zeros(u.shape[:-1], dtype=u.dtype, device=u.device)
-        for i in range(len(self.nets)):
-            _, s, t = self._st(i, u)
-            total = total + s.sum(-1)
-            u = u * torch.exp(s) + t
-        return total
-
-    def extra_repr(self) -> str:
-        return f"n={self.n}, n_couplings={len(self.nets)}"
-
-
-def real_nvp(n: int, n_couplings: int = 4, hidden: int = 32, depth: int = 2, scale_bound: float = 2.0) -> RealNVP:
-    """A :class:`RealNVP` on ``(*batch, n)`` with alternating even/odd masks and tanh MLP hypernetworks.
-
-    The output layers start at zero, so the bijection starts at the identity.
+    with a fixed bound :math:`a` = ``scale_bound`` and tanh :class:`~pyro_nrg.transforms.MLP` hypernetworks, whose
+    smooth activations keep the second derivatives a :class:`PointTransformation` needs for training (it
+    differentiates the Jacobian). The output layers start at zero, so the bijection starts at the identity. Each
+    hypernetwork is drawn as a network on all ``n`` coordinates with ``2n`` outputs and restricted to the inputs and
+    outputs its coupling uses (:meth:`~pyro_nrg.transforms.MLP.restrict`), so its initial weights are those of the
+    masked formulation :math:`(\hat s, t) = \mathrm{net}(m \odot u)`.
 
     Raises:
         EventShapeError: ``n < 2`` (a coupling needs two halves).
     """
     n = _check_n(n, "real_nvp", minimum=2)
-    base = (torch.arange(n) % 2 == 0).to(torch.get_default_dtype())
-    masks = torch.stack([base if i % 2 == 0 else 1 - base for i in range(n_couplings)])
-    nets = [_mlp(n, 2 * n, hidden, depth) for _ in range(n_couplings)]
-    return RealNVP(masks, nets, scale_bound=scale_bound)
+    even, odd = list(range(0, n, 2)), list(range(1, n, 2))
+    parts = []
+    for i in range(n_couplings):
+        cond, trans = (even, odd) if i % 2 == 0 else (odd, even)
+        net = MLP(n, 2 * n, (hidden,) * depth, "tanh").restrict(cond, [*trans, *(n + j for j in trans)])
+        parts.append(MaskedAffineCoupling(net, cond, trans, scale_bound=scale_bound, learn_scale_bound=False))
+    return CouplingStack(parts, cache_size=0)
 
 
 class PolarBijection(TransformModule):
@@ -505,7 +452,7 @@ class PointTransformation(SymplecticTransform):
 
     Args:
         bijection: a ``torch.distributions.Transform`` on ``(*batch, n)`` vectors (``event_dim == 1``) with an
-            exact, differentiable ``inv`` — e.g. :class:`RealNVP` or a Pyro normalizing-flow transform.
+            exact, differentiable ``inv`` — e.g. :func:`real_nvp` or a Pyro normalizing-flow transform.
         n: number of positions.
 
     Reference: Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), Eq. (8).
@@ -566,7 +513,7 @@ class MLPPotential(nn.Module):
 
     def __init__(self, n: int, hidden: int = 32, depth: int = 2) -> None:
         super().__init__()
-        self.net = _mlp(n, 1, hidden, depth, bias_out=False)
+        self.net = MLP(n, 1, (hidden,) * depth, "tanh", output_bias=False)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.net(u).squeeze(-1)
@@ -643,7 +590,7 @@ def symplectic_flow(
 
     Order (latent side first)::
 
-        [SymplecticScaling] -> n_blocks x ( [LinearSymplectic] -> PointTransformation(RealNVP)
+        [SymplecticScaling] -> n_blocks x ( [LinearSymplectic] -> PointTransformation(real_nvp)
                                             -> [MomentumShear -> PositionShear] ) -> [LinearSymplectic]
 
     Linear layers mix positions and momenta, so the point transformations and shears that follow act on new
@@ -654,8 +601,8 @@ def symplectic_flow(
         n: number of positions.
         n_blocks: number of nonlinear blocks (0 gives a linear flow).
         n_couplings: number of couplings of each block's :func:`real_nvp`.
-        hidden: width of the hidden layers of the RealNVP and shear networks.
-        depth: number of hidden layers of the RealNVP and shear networks.
+        hidden: width of the hidden layers of the :func:`real_nvp` and shear networks.
+        depth: number of hidden layers of the :func:`real_nvp` and shear networks.
         shears: include the momentum and position shears.
         linear: include the linear symplectic layers.
         scaling: include the symplectic scaling layer.
@@ -692,7 +639,7 @@ def polar_symplectic_flow(
 
     Order (latent side first)::
 
-        SymplecticScaling -> n_blocks x ( LinearSymplectic -> PointTransformation(RealNVP)
+        SymplecticScaling -> n_blocks x ( LinearSymplectic -> PointTransformation(real_nvp)
                                           -> MomentumShear -> PositionShear )
                           -> LinearSymplectic -> PointTransformation(PolarBijection)
 
@@ -702,9 +649,9 @@ def polar_symplectic_flow(
 
     Args:
         n_blocks: number of nonlinear blocks.
-        n_couplings: number of couplings of each block's RealNVP.
-        hidden: width of the hidden layers of the RealNVP and shear networks.
-        depth: number of hidden layers of the RealNVP and shear networks.
+        n_couplings: number of couplings of each block's :func:`real_nvp`.
+        hidden: width of the hidden layers of the :func:`real_nvp` and shear networks.
+        depth: number of hidden layers of the :func:`real_nvp` and shear networks.
         log_radius: initial log of the typical radius (e.g. ``math.log(2.0)`` for the paper's ring).
         angle_map: angle map of the :class:`PolarBijection` (``"erf"`` or ``"atan"``).
     """
