@@ -31,6 +31,7 @@ TRANSFORMS = {
     "coupling_stack_d2": (lambda: coupling_stack(2, 3, (8,)), (2,)),
     "coupling_stack_d6": (lambda: coupling_stack(6, 4, (8,)), (6,)),
     "hier_2d_L4": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8), (4, 4)),
+    "hier_2d_L4_no_head": (lambda: hierarchical_flow(4, 2, n_couplings=2, hidden=8, head="none"), (4, 4)),
     "hier_2d_L8": (lambda: hierarchical_flow(8, 2, n_couplings=2, hidden=8), (8, 8)),
     "hier_2d_L2": (lambda: hierarchical_flow(2, 2, n_couplings=2, hidden=8), (2, 2)),
     "hier_1d_L16": (lambda: hierarchical_flow(16, 1, n_couplings=2, hidden=8), (16,)),
@@ -251,8 +252,16 @@ def test_float32_default_dtype_roundtrip() -> None:
     assert torch.allclose(flow.inv(x.clone()), z, atol=1e-5)
 
 
+def test_builder_default_head_is_neural_rgs() -> None:
+    import inspect
+
+    from pyro_nrg.flows import NeuralRGConfig
+
+    assert inspect.signature(hierarchical_flow).parameters["head"].default == NeuralRGConfig().head == "tanh"
+
+
 def test_identity_at_initialisation() -> None:
-    flow = hierarchical_flow(8, 2)
+    flow = hierarchical_flow(8, 2, head="none")
     z = torch.randn(3, 8, 8)
     x = flow(z)
     assert torch.equal(x, z)

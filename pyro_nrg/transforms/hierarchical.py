@@ -248,7 +248,7 @@ def hierarchical_flow(
     flat: bool = False,
     block_factory: BlockFactory | None = None,
     odd: bool = False,
-    head: str = "none",
+    head: str = "tanh",
     head_bins: int = 16,
     head_bound: float = 6.0,
     head_terms: int = 4,
@@ -276,9 +276,9 @@ def hierarchical_flow(
             the default flow with the Z₂ mixture (``z2_symmetric=True``), which stays the default; the odd flow covers
             more of :math:`p` between the two sectors (``benchmarks/flow_mh_coverage.py``; ``docs/physics.md``,
             "Coverage").
-        head: ``"none"`` (this builder's default: the paper's flow), ``"tanh"`` for the smooth odd
-            :class:`~pyro_nrg.transforms.OddTanhSum` on every site after the hierarchy (the default of
-            :class:`~pyro_nrg.flows.NeuralRGConfig`), or ``"spline"`` for an odd element-wise RQ spline
+        head: ``"tanh"`` (the default, as in :class:`~pyro_nrg.flows.NeuralRGConfig`) for the smooth odd
+            :class:`~pyro_nrg.transforms.OddTanhSum` on every site after the hierarchy, ``"none"`` for the paper's
+            flow, or ``"spline"`` for an odd element-wise RQ spline
             (:class:`~pyro_nrg.transforms.ElementwiseSpline`, :math:`C^1`); both odd, so an ``odd`` flow stays
             equivariant.
         head_bins: the spline head's number of bins.

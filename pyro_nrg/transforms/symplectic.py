@@ -276,6 +276,16 @@ class SymplecticLinearMap(SymplecticTransform):
         c, d = matrix[n:, :n], matrix[n:, n:]
         return torch.cat([torch.cat([d.T, -b.T], 1), torch.cat([-c.T, a.T], 1)], 0)
 
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - torch's signature
+        """After a dtype/device conversion, a float64 layer inverts its matrix numerically (exact to float64), so
+        that a map built in float32 and converted with ``.double()`` round-trips to float64 accuracy even though
+        the float32-rounded matrix is symplectic only to float32 accuracy."""
+        out = super()._apply(fn, recurse)
+        if self.M.dtype == torch.float64:
+            with torch.no_grad():
+                self.M_inv.copy_(torch.linalg.inv(self.M))
+        return out
+
     def set_matrix(self, matrix: torch.Tensor, atol: float = 1e-6) -> None:
         """Replace the matrix (same shape) in place, e.g. after building the layer from a config.
 
@@ -287,7 +297,7 @@ class SymplecticLinearMap(SymplecticTransform):
             raise EventShapeError(f"set_matrix: expected shape {tuple(self.M.shape)}, got {tuple(matrix.shape)}")
         with torch.no_grad():
             self.M.copy_(matrix)
-            self.M_inv.copy_(self._symplectic_inverse(matrix))
+            self.M_inv.copy_(self._symplectic_inverse(self.M))
 
     def _call(self, z: torch.Tensor) -> torch.Tensor:
         _check_phase_space(z, self.n, type(self).__name__)
