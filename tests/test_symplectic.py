@@ -41,6 +41,14 @@ def _pyro_affine_point(n: int) -> PointTransformation:
     return PointTransformation(T.AffineCoupling(k, hypernet), n)
 
 
+def _fixed_map_flow():
+    from pyro_nrg.flows import symplectic
+
+    flow = symplectic(n=N, n_blocks=1, n_couplings=2, hidden=8, fixed_map=True)
+    flow.parts[-1].set_matrix(HarmonicChain(N).canonical_matrix().to(torch.get_default_dtype()))
+    return flow
+
+
 FACTORIES = {
     "linear": lambda: linear_symplectic(N),
     "scaling": lambda: symplectic_scaling(N),
@@ -50,6 +58,7 @@ FACTORIES = {
     "position_shear": lambda: position_shear(N, hidden=8),
     "fixed_normal_modes": lambda: SymplecticLinearMap(HarmonicChain(N).canonical_matrix()),
     "flow": lambda: symplectic_flow(N, n_blocks=1, n_couplings=2, hidden=8),
+    "flow_config_fixed_map": lambda: _fixed_map_flow(),
     "compose_mixed": lambda: ComposeTransformModule(
         [symplectic_scaling(N), _pyro_affine_point(N), linear_symplectic(N), momentum_shear(N, hidden=8)]
     ),
@@ -78,6 +87,7 @@ def test_contract_planar(name):
 def test_position_bijection_contract(event):
     if event == N:
         check_transform(lambda: real_nvp(N, n_couplings=3, hidden=8), (N,))
+        check_transform(lambda: real_nvp(3, n_couplings=2, hidden=8), (3,))  # odd n: gathers, not slices
     else:
         for angle_map in ("erf", "atan"):
             check_transform(lambda: PolarBijection(0.3, angle_map), (2,))
@@ -159,3 +169,31 @@ def test_linear_map_built_in_float32_reaches_float64_accuracy_after_double() -> 
     assert float((t.inv(t(z)) - z).abs().max()) < 1e-13  # was ~2e-7: the float32 matrix's symplectic inverse
     t32 = SymplecticLinearMap(m32)  # float32 stays float32 (the exact symplectic inverse of the float32 matrix)
     assert t32.M_inv.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["symplectic", "polar_symplectic", "neural_rg"])
+def test_every_flow_kind_rebuilds_from_its_config(kind):
+    from pyro_nrg.flows import build_flow, neural_rg, polar_symplectic, symplectic
+
+    make = {"symplectic": lambda: symplectic(n=N, n_blocks=1, n_couplings=2, hidden=8, fixed_map=True),
+            "polar_symplectic": lambda: polar_symplectic(n_blocks=1, hidden=8),
+            "neural_rg": lambda: neural_rg(L=4, n_couplings=2, hidden=8)}[kind]
+    flow = perturb_parameters(make(), 0.1)
+    twin = build_flow(flow.config)
+    twin.load_state_dict(flow.state_dict())
+    z = torch.randn((5, 4, 4) if kind == "neural_rg" else (5, 2 * N if kind == "symplectic" else 4))
+    assert torch.equal(twin(z), flow(z))
+
+
+def test_real_nvp_hypernets_start_as_the_masked_networks():
+    """real_nvp draws each hypernet as an n -> 2n network and keeps the inputs/outputs its coupling uses."""
+    from pyro_nrg.transforms import MLP
+
+    torch.manual_seed(3)
+    full = MLP(N, 2 * N, (8, 8), "tanh")
+    torch.manual_seed(3)
+    t = real_nvp(N, n_couplings=1, hidden=8)
+    net = t.parts[0].hypernet
+    cond = list(range(0, N, 2))
+    assert torch.equal(net[0].weight, full[0].weight[:, cond]) and torch.equal(net[2].weight, full[2].weight)
+    assert net[-1].out_features == 2 * (N - len(cond))

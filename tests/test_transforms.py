@@ -12,8 +12,11 @@ from pyro_nrg.errors import EventShapeError, InverseNotConvergedError, LatticeSi
 from pyro_nrg.lattice import site_levels
 from pyro_nrg.testing import check_transform
 from pyro_nrg.transforms import (
+    MLP,
     ElementwiseSpline,
+    MaskedAffineCoupling,
     OddTanhSum,
+    Reshaped,
     TransformBlock,
     coupling_stack,
     elementwise_spline,
@@ -27,6 +30,10 @@ from pyro_nrg.transforms import (
 TRANSFORMS = {
     "affine_coupling": (lambda: masked_affine_coupling(4, hidden=(8,)), (4,)),
     "additive_coupling": (lambda: masked_affine_coupling(4, [0, 2], [1, 3], hidden=(8,), additive=True), (4,)),
+    "affine_coupling_fixed_clamp": (
+        lambda: MaskedAffineCoupling(MLP(2, 4, (8,), "tanh"), [1, 3], [0, 2], learn_scale_bound=False), (4,)
+    ),
+    "reshaped_hierarchy": (lambda: Reshaped(hierarchical_flow(4, 2, n_couplings=2, hidden=8), (4, 4)), (16,)),
     "coupling_stack_d4": (lambda: coupling_stack(4, 4, (8, 8)), (4,)),
     "coupling_stack_d2": (lambda: coupling_stack(2, 3, (8,)), (2,)),
     "coupling_stack_d6": (lambda: coupling_stack(6, 4, (8,)), (6,)),
