@@ -142,7 +142,7 @@ def main() -> None:
     figures = {
         "md_ns_per_minute_by_platform": speeds,
         "trajectory_generation_ns_per_minute": traj.md_ns_per_minute,
-        "trajectory_wall_s": traj.wall_time_s,
+        "trajectory_wall_s": traj.seconds,
         "trajectory_from_cache": not traj.generated,
         "n_frames": traj.n_frames,
         "fraction_phi_positive": phi_pos,
