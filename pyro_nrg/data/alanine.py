@@ -17,16 +17,14 @@ Pipeline of :func:`generate_alanine` (settings in :class:`AlanineSettings`):
 (:mod:`pyro_nrg.data.cache`) and reuses it when the settings match. :func:`alanine_fixture` loads a tiny trajectory
 shipped with the package (made by :func:`make_fixture`), for tests and smoke runs without OpenMM.
 
-**Choice of system (measured on this project's 2-core CPU, one thread, 2-fs steps).** Vacuum on OpenMM's
-``Reference`` platform ran 10.7 ns/min; the ``CPU`` platform 1.3 ns/min (per-step thread overhead dominates a
-22-atom system); OBC implicit solvent 0.5 ns/min (``CPU``) and 0.08 ns/min (``Reference``); explicit solvent
-(openmmtools' ``AlanineDipeptideExplicit``, 2269 atoms, PME) 0.011 ns/min (15.5 ns/day, ``CPU``; 1.6 ns/day
-``Reference``), so the paper's 3 × 250 ns of explicit-solvent data would take about 48 days here. So the default is
-vacuum at 300 K, 30 ns (≈3-4 min): it switches between the C7eq (:math:`\phi \approx -80°`, :math:`\psi \approx
-70°`) and C5/β (:math:`\phi \approx -150°`, :math:`\psi \approx 160°`) basins many times and visits
-:math:`\alpha_R` (:math:`\psi \approx -50°`) briefly; the :math:`\phi > 0` basins (C7ax, :math:`\alpha_L`) hold
-only ≈1 % of the frames. A higher temperature was not used, so that positions and the Maxwell–Boltzmann momenta
-of the density estimate share the same 300 K ensemble.
+**Choice of system.** Explicit solvent (the paper's data) is orders of magnitude slower than vacuum on a small
+CPU, and for a 22-atom system OpenMM's ``Reference`` platform beats its ``CPU`` platform (per-step thread overhead
+dominates); the speeds measured on this project's machine are in ``docs/physics.md`` ("Alanine dipeptide"). So the
+default is vacuum at 300 K, 30 ns (a few minutes): it switches between the C7eq (:math:`\phi \approx -80°`,
+:math:`\psi \approx 70°`) and C5/β (:math:`\phi \approx -150°`, :math:`\psi \approx 160°`) basins many times and
+visits :math:`\alpha_R` (:math:`\psi \approx -50°`) briefly; the :math:`\phi > 0` basins (C7ax, :math:`\alpha_L`)
+hold only a small fraction of the frames. A higher temperature was not used, so that positions and the
+Maxwell–Boltzmann momenta of the density estimate share the same 300 K ensemble.
 
 OpenMM and openmmtools are optional (``pip install "pyro-nrg[md]"``) and imported only inside
 :func:`generate_alanine`.
