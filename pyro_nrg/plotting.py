@@ -493,3 +493,33 @@ def plot_spectrum(omega: Any, unit: str = "", ax: Any = None, label: str | None 
     ax.semilogy(np.arange(1, len(w) + 1), w, "o-", ms=3, label=label)
     ax.set(xlabel="mode (sorted)", ylabel=f"ω {unit}".strip(), title="learned frequency spectrum")
     return fig if fig is not None else ax.figure
+
+
+def plot_ramachandran_colored(
+    phi: Any, psi: Any, values: Mapping[str, Any], max_points: int = 20_000, seed: int = 0
+) -> Any:
+    """One Ramachandran panel per entry of ``values``: every frame at its (φ, ψ) (degrees), coloured by the value
+    (e.g. a latent mode ``Q_1`` of the frame), so one sees which backbone motion a mode carries.
+
+    Args:
+        phi, psi: ``(N,)`` dihedrals (radians).
+        values: panel title -> ``(N,)`` values (colour scale clipped to their 2nd-98th percentiles).
+        max_points: random subsample drawn (all if fewer).
+        seed: subsample seed.
+    """
+    phi_d, psi_d = np.degrees(_np(phi)).reshape(-1), np.degrees(_np(psi)).reshape(-1)
+    idx = np.arange(phi_d.size)
+    if idx.size > max_points:
+        idx = np.random.default_rng(seed).choice(idx.size, max_points, replace=False)
+    fig = _figure((4.4 * len(values), 4.0))
+    axes = np.atleast_1d(fig.subplots(1, len(values)))
+    for ax, (title, v) in zip(axes, values.items(), strict=True):
+        c = _np(v).reshape(-1)[idx]
+        lo, hi = np.percentile(c, [2, 98])
+        sc = ax.scatter(phi_d[idx], psi_d[idx], c=c, s=2, cmap="coolwarm", vmin=lo, vmax=hi, rasterized=True)
+        ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal",
+               title=title)
+        ax.set_xticks(range(-180, 181, 90))
+        ax.set_yticks(range(-180, 181, 90))
+        fig.colorbar(sc, ax=ax, shrink=0.8)
+    return fig

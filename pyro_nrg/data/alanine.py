@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataSettingsError, EventShapeError, MissingDependencyError
-from .cache import load_arrays, load_or_generate, save_arrays, settings_key
+from ..errors import DataCacheError, DataSettingsError, EventShapeError, MissingDependencyError
+from .cache import checksum, load_arrays, load_or_generate, save_arrays, settings_key
 from .geometry import RigidBodyProjection, dihedral, kabsch_align
 
 __all__ = [
@@ -56,6 +56,10 @@ __all__ = [
     "generate_alanine",
     "load_alanine",
     "alanine_fixture",
+    "alanine_dataset",
+    "ship_dataset",
+    "DATASETS",
+    "START_BASINS",
     "make_fixture",
     "md_speed",
     "default_cache_dir",
@@ -168,6 +172,10 @@ class AlanineTrajectory:
         md_ns_per_minute: measured production speed (ns of dynamics per wall-clock minute).
         seconds: production wall time (files written before this name was chosen call it ``wall_time_s``).
         generated: ``True`` if made by this call, ``False`` if read from the cache.
+        run: ``(N,)`` index of the independent run each frame comes from (data sets of several runs, see
+            :func:`alanine_dataset`; ``None`` for one run).
+        run_settings: the exact settings of each run (seeds, start basins); ``settings`` then describes the
+            ensemble (solvent, temperature, integrator) with the total length and the stored frame interval.
     """
 
     positions: np.ndarray
@@ -183,6 +191,8 @@ class AlanineTrajectory:
     seconds: float = float("nan")
     generated: bool = False
     path: Path | None = field(default=None, repr=False)
+    run: np.ndarray | None = None
+    run_settings: tuple[AlanineSettings, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -455,6 +465,54 @@ def ship_dataset(runs: list[AlanineTrajectory], every_ps: float, path: str | os.
     solvent = solvents.pop()
     path = Path(path) if path is not None else Path(str(resources.files("pyro_nrg.data"))) / f"alanine_{solvent}.npz"
     return save_arrays(path, arrays, settings)
+
+
+#: The data sets shipped with the package: file name, SHA-256 of the file's arrays and settings (the checksum
+#: :mod:`~pyro_nrg.data.cache` stores and verifies), and a one-line description.
+DATASETS: dict[str, dict[str, str]] = {}
+
+
+def _dataset_path(solvent: str) -> Path:
+    return Path(str(resources.files("pyro_nrg.data").joinpath(f"alanine_{solvent}.npz")))
+
+
+def alanine_dataset(solvent: str = "vacuum") -> AlanineTrajectory:
+    """The alanine dipeptide data set shipped with the package (no OpenMM needed).
+
+    ``"vacuum"``: three independent 250 ns Langevin runs at 300 K from the C7eq, C5 and C7ax basins
+    (:data:`START_BASINS`), one frame every 10 ps, float32 positions (made by ``benchmarks/alanine_md.py``).
+    The checksum stored in the file is verified on load and compared with :data:`DATASETS`.
+
+    Raises:
+        DataSettingsError: no data set for this solvent ships with the package.
+        DataCacheError: the file fails its checksum.
+    """
+    if solvent not in DATASETS:
+        raise DataSettingsError(
+            f"no alanine data set for solvent {solvent!r} ships with pyro_nrg (available: {sorted(DATASETS)}): "
+            "generate one with load_alanine(AlanineSettings(solvent=...))"
+        )
+    path = _dataset_path(solvent)
+    arrays, settings = load_arrays(path)
+    if checksum(arrays, settings) != DATASETS[solvent]["checksum"]:
+        raise DataCacheError(
+            f"{path} is not the data set this version of pyro_nrg was released with (checksum differs): "
+            "reinstall the package"
+        )
+    runs = tuple(AlanineSettings(**r) for r in settings["runs"])
+    first = runs[0]
+    ensemble = AlanineSettings(
+        temperature=first.temperature, duration_ns=sum(r.duration_ns for r in runs), timestep_fs=first.timestep_fs,
+        friction_per_ps=first.friction_per_ps, save_every_ps=settings["every_ps"],
+        equilibration_ps=first.equilibration_ps, solvent=first.solvent, platform=first.platform, seed=first.seed,
+    )
+    speeds, walls = arrays["md_ns_per_minute"], arrays["seconds"]
+    arrays = {**arrays, "positions": arrays["positions"].astype(np.float64),
+              "md_ns_per_minute": np.array(float(np.median(speeds))), "seconds": np.array(float(walls.sum()))}
+    traj = AlanineTrajectory.from_arrays(arrays, ensemble, generated=False, path=path)
+    traj.run = arrays["run"].astype(np.int64)
+    traj.run_settings = runs
+    return traj
 
 
 def _fixture_path() -> Path:
