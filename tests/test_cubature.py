@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pyro_nrg.canonical import canonical_flow
+from pyro_nrg.distributions import canonical_flow
 from pyro_nrg.energies.hamiltonians import HarmonicChain, RingHamiltonian
 from pyro_nrg.errors import NoExactSolutionError
 from pyro_nrg.infer.cubature import quadratic_free_energy, refine_quadratic, sigma_points
@@ -60,8 +60,13 @@ def test_refine_reaches_the_exact_spectrum():
 
 def test_refine_refuses_nonlinear_flows_and_non_quadratic_hamiltonians():
     chain = HarmonicChain(2).double()
+    torch.manual_seed(0)
+    nonlinear = canonical_flow(2, n_blocks=1).double()
+    with torch.no_grad():  # away from the identity at which a nonlinear flow may start
+        for p in nonlinear.parameters():
+            p.add_(0.3 * torch.randn_like(p))
     with pytest.raises(NoExactSolutionError, match="affine flow"):
-        refine_quadratic(canonical_flow(2, n_blocks=1).double(), chain)
+        refine_quadratic(nonlinear, chain)
     ring = RingHamiltonian(temperature=1.0).double()
     with pytest.raises(NoExactSolutionError, match="quadratic Hamiltonian"):
         refine_quadratic(canonical_flow(2, n_blocks=0).double(), ring)

@@ -48,7 +48,7 @@ def quadratic_free_energy(model: Any, hamiltonian: Any, eps: torch.Tensor | None
     quadratic Hamiltonian, see the module doc).
 
     Args:
-        model: a :class:`~pyro_nrg.canonical.CanonicalFlow` (``omega``, ``temperature``, ``latent()``, ``flow``).
+        model: a :class:`~pyro_nrg.distributions.CanonicalFlow` (``omega``, ``temperature``, ``latent()``, ``flow``).
         hamiltonian: energy on ``(*batch, 2n)``.
         eps: the base points ``(N, 2n)`` (default :func:`sigma_points`).
     """
@@ -103,7 +103,7 @@ def refine_quadratic(
     :func:`~pyro_nrg.infer.canonical.fit_variational` for the linear model (``canonical_flow(n, n_blocks=0)``).
 
     Args:
-        model: a :class:`~pyro_nrg.canonical.CanonicalFlow` whose flow is affine.
+        model: a :class:`~pyro_nrg.distributions.CanonicalFlow` whose flow is affine.
         hamiltonian: a quadratic Hamiltonian on ``(*batch, 2n)``.
         max_iter: L-BFGS iterations at most.
         tolerance: stop when an iteration changes :math:`F_q` by less than this (absolute; 0: run ``max_iter``
