@@ -11,6 +11,7 @@ from .canonical import (
     fit_variational,
     maxwell_boltzmann,
 )
+from .cubature import RefineResult, quadratic_free_energy, refine_quadratic, sigma_points
 from .distill import (
     DistillConfig,
     Distiller,
@@ -78,6 +79,10 @@ __all__ = [
     "fit_density",
     "fit_variational",
     "maxwell_boltzmann",
+    "RefineResult",
+    "quadratic_free_energy",
+    "refine_quadratic",
+    "sigma_points",
     "init_from_environment",
     "map_tasks",
     "DistillConfig",
