@@ -204,3 +204,22 @@ def test_symmetrized_mixtures_save_and_load_as_themselves(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="LatticeSymmetrized"):
         Z2Symmetrized.load(tmp_path / "both.pt")
     assert isinstance(load_distribution(tmp_path / "z2.pt"), Z2Symmetrized)
+
+
+def test_canonical_flow_saves_and_loads_with_its_fixed_map(tmp_path) -> None:
+    from pyro_nrg.distributions import CanonicalFlow, canonical_flow, pca_canonical_flow
+    from pyro_nrg.testing import perturb_parameters
+
+    torch.manual_seed(0)
+    q = torch.randn(200, 3) * torch.tensor([2.0, 1.0, 0.5])
+    for model in (canonical_flow(2, temperature=1.5, n_blocks=1, hidden=8),
+                  pca_canonical_flow(q - q.mean(0), temperature=1.2, n_blocks=1, hidden=8)):
+        perturb_parameters(model.flow, 0.05)
+        model.save(tmp_path / "model.pt")
+        back = CanonicalFlow.load(tmp_path / "model.pt")
+        x = model.sample((6,))
+        assert back.temperature == model.temperature and torch.equal(back.omega, model.omega.detach())
+        assert torch.allclose(back.log_prob(x), model.log_prob(x), atol=1e-5)
+        assert not any(p.requires_grad for p in back.parameters())
+        with pytest.raises(CheckpointError, match="CanonicalFlow.load"):
+            FlowDistribution.load(tmp_path / "model.pt")

@@ -137,6 +137,8 @@ class FlowDistribution(dist.TransformedDistribution):
             ConfigMismatchError: the weights do not fit the flow the saved config describes.
         """
         flow, blob = load_flow_file(path, map_location=map_location, requires_grad=requires_grad)
+        if "canonical" in blob:
+            raise CheckpointError(f"{path} holds a neural canonical transformation: load it with CanonicalFlow.load")
         spec = blob.get("distribution") or {}
         if spec.get("mixtures"):
             raise CheckpointError(

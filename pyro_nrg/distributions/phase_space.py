@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import pyro.distributions as dist
@@ -45,8 +46,9 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from ..energies.base import check_temperature
-from ..errors import EventShapeError
-from ..flows import SymplecticFlowConfig, symplectic
+from ..errors import CheckpointError, ConfigMismatchError, EventShapeError
+from ..flows import SymplecticFlowConfig, build_flow, symplectic
+from .flow import read_flow_file, save_flow_file
 
 __all__ = [
     "HarmonicOscillators",
@@ -355,6 +357,50 @@ class CanonicalFlow(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n={self.n}, T={self.temperature:.6g}"
+
+    # -- saving -------------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the flow (weights and config), the frequencies and the temperature to ``path`` (and the flow config
+        to ``path`` + ``.json``), atomically; :meth:`load` rebuilds the model.
+
+        Raises:
+            CheckpointError: the flow was not built by :mod:`pyro_nrg.flows` (no config to rebuild it from).
+        """
+        learn = isinstance(self.log_omega, nn.Parameter)
+        extra = {"canonical": {"n": self.n, "temperature": self.temperature, "learn_omega": learn,
+                               "log_omega": self.log_omega.detach().clone()}}
+        save_flow_file(self.flow, path, extra=extra)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
+    ) -> CanonicalFlow:
+        """Rebuild a model saved by :meth:`save` (parameters frozen unless ``requires_grad``).
+
+        Raises:
+            CheckpointError: a damaged file or one that holds no canonical model (see
+                :meth:`~pyro_nrg.distributions.FlowDistribution.load`).
+            ConfigMismatchError: the weights do not fit the flow the saved config describes.
+        """
+        blob = read_flow_file(path, map_location)
+        spec = blob.get("canonical")
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{path} holds no CanonicalFlow: load it with FlowDistribution.load")
+        flow = build_flow(blob["config"])
+        model = cls(flow, int(spec["n"]), float(spec["temperature"]), learn_omega=bool(spec["learn_omega"]))
+        state = {f"flow.{k}": v for k, v in blob["flow"].items()}
+        state["log_omega"] = spec["log_omega"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigMismatchError(
+                f"the weights in {path} do not fit the model its config describes: save the model again. "
+                f"Details: {str(exc).splitlines()[0]}"
+            ) from exc
+        model = model.to(spec["log_omega"].dtype)
+        for p in model.parameters():
+            p.requires_grad_(requires_grad)
+        return model
 
 
 def canonical_flow(
