@@ -502,7 +502,8 @@ def plot_ramachandran_colored(
     (e.g. a latent mode ``Q_1`` of the frame), so one sees which backbone motion a mode carries.
 
     Args:
-        phi, psi: ``(N,)`` dihedrals (radians).
+        phi: ``(N,)`` backbone dihedral φ (radians).
+        psi: ``(N,)`` backbone dihedral ψ (radians).
         values: panel title -> ``(N,)`` values (colour scale clipped to their 2nd-98th percentiles).
         max_points: random subsample drawn (all if fewer).
         seed: subsample seed.
