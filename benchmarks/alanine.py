@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
+from pyro_nrg.analysis import mode_mutual_information, mutual_information  # noqa: E402
 from pyro_nrg.analysis.modes import latent_mode_path  # noqa: E402
 from pyro_nrg.data.alanine import (  # noqa: E402
     AlanineSettings,
@@ -46,7 +47,6 @@ from pyro_nrg.data.alanine import (  # noqa: E402
     load_alanine,
     md_speed,
 )
-from pyro_nrg.diagnostics import mode_mutual_information, mutual_information  # noqa: E402
 from pyro_nrg.distributions import pca_canonical_flow  # noqa: E402
 from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann  # noqa: E402
 from pyro_nrg.plotting import plot_backbone_path, plot_ramachandran_colored  # noqa: E402

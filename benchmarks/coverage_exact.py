@@ -73,7 +73,7 @@ def run(L: int, odd: bool, steps: int, flow_dir: Path | None, n_draws: int, n_fl
                      "beyond": float((lw[sel] > top).float().mean()) if n else float("nan"),
                      "median_lw_above_top": float((lw[sel] - top).median()) if n else float("nan")})
     return {"L": L, "flow": "odd" if odd else "mixture", "training": tinfo, "log_z": energy.log_z(),
-            "fq_rel_err": est.fq_rel_err, "kl_q_p": est.fq_rel_err * energy.log_z(),
+            "fq_rel_err": est.f_q_rel_err, "kl_q_p": est.f_q_rel_err * energy.log_z(),
             "kl_p_q": fkl.kl, "kl_p_q_err": fkl.kl_err, "exact_draws": n_draws, "exact_draw_seconds": draw_s,
             "coverage": cov.to_dict(), "m_bins": bins,
             "m_mean_exact": float(m_p.mean()), "m_mean_flow": float(m_q.mean())}

@@ -41,10 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 from sampling import figures, train  # noqa: E402
 
-from pyro_nrg.diagnostics import to_inference_data  # noqa: E402
+from pyro_nrg.analysis import to_inference_data  # noqa: E402
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.infer import coverage_check, flow_mh  # noqa: E402
-from pyro_nrg.infer.latent import latent_hmc_walkers  # noqa: E402
+from pyro_nrg.infer import (  # noqa: E402
+    coverage_check,
+    flow_mh,
+    latent_hmc_walkers,  # noqa: E402
+)
 
 
 def run(L: int, odd: bool, steps: int, flow_dir: Path | None, s: dict, ref: dict) -> dict:
@@ -64,12 +67,12 @@ def run(L: int, odd: bool, steps: int, flow_dir: Path | None, s: dict, ref: dict
     pyro.set_rng_seed(4)
     with torch.no_grad():
         t0 = time.perf_counter()
-        mh = flow_mh(energy, q, n_walkers=s["mh_walkers"], n_steps=s["mh_steps"], warmup=s["mh_warmup"])
+        mh = flow_mh(energy, q, num_walkers=s["mh_walkers"], num_samples=s["mh_steps"], warmup_steps=s["mh_warmup"])
         mh_s = time.perf_counter() - t0
     mrow = figures("flow_mh", to_inference_data(mh, energy=energy), mh_s, 0, {})
     z = {r["method"]: (r["m2_mean"] - ref["m2"]) / math.hypot(r["m2_err"], ref["m2_err"]) for r in (wrow, mrow)}
     print(f"  L={L} {'odd' if odd else 'mixture'} done", flush=True)
-    return {"L": L, "flow": "odd" if odd else "mixture", "training": tinfo, "fq_rel_err": est.fq_rel_err,
+    return {"L": L, "flow": "odd" if odd else "mixture", "training": tinfo, "fq_rel_err": est.f_q_rel_err,
             "is_rel_err": est.is_rel_err, "is_sigma": est.is_sigma, "ess_fraction": est.ess_fraction,
             "khat": est.khat, "coverage": cov, "walkers": wrow, "flow_mh": mrow,
             "m2_z_walkers": z["latent_hmc_walkers"], "m2_z_flow_mh": z["flow_mh"]}

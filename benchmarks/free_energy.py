@@ -74,11 +74,11 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     out = {
         "L": L, "T": T, "steps": d.step, "batch": batch, "lr": lr, "train_seconds": wall,
         "step_seconds_median": sorted(d.history["seconds"])[len(d.history["seconds"]) // 2],
-        "fq": est.fq, "fq_err": est.fq_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+        "fq": est.f_q, "fq_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
         "f_exact_relaxed": -T * energy.log_z(), "f_exact_ising": f_ising,
-        "fq_rel_err": est.fq_rel_err, "is_rel_err": est.is_rel_err, "is_sigma": est.is_sigma,
+        "fq_rel_err": est.f_q_rel_err, "is_rel_err": est.is_rel_err, "is_sigma": est.is_sigma,
         "is_sigma_rel": est.f_is_err / abs(est.f_is),
-        "fq_rel_err_vs_ising": (est.fq + T * energy.log_z()) / abs(f_ising),
+        "fq_rel_err_vs_ising": (est.f_q + T * energy.log_z()) / abs(f_ising),
         "is_rel_err_vs_ising": (est.f_is + T * energy.log_z()) / abs(f_ising),
         "ess_fraction": est.ess_fraction, "khat": est.khat, "flow_params": sum(p.numel() for p in flow.parameters()),
         "translations": translations,
@@ -87,8 +87,8 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
         t0 = time.perf_counter()
         es = d.estimate(n_eval, translations=t, point_group=pg)
         out.setdefault("symmetrised", []).append({
-            "translations": t, "point_group": pg, "maps": t**2 * (8 if pg else 1), "fq_rel_err": es.fq_rel_err,
-            "fq_err_rel": es.fq_err / abs(es.fq), "is_rel_err": es.is_rel_err, "is_sigma": es.is_sigma,
+            "translations": t, "point_group": pg, "maps": t**2 * (8 if pg else 1), "fq_rel_err": es.f_q_rel_err,
+            "fq_err_rel": es.f_q_err / abs(es.f_q), "is_rel_err": es.is_rel_err, "is_sigma": es.is_sigma,
             "ess_fraction": es.ess_fraction, "khat": es.khat, "seconds": time.perf_counter() - t0})
     if ais is not None:
         a = annealed_importance_sampling(energy, d.guide, num_particles=ais[0], num_temperatures=ais[1],
@@ -98,10 +98,10 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
                    ais_seconds=a.seconds, ais_step_size=a.step_size, ais_acceptance=float(a.acceptance.mean()),
                    f_ais=ea.f_is, f_ais_err=ea.f_is_err, ais_rel_err=ea.is_rel_err, ais_sigma=ea.is_sigma,
                    ais_sigma_rel=ea.f_is_err / abs(ea.f_is), ais_ess_fraction=ea.ess_fraction, ais_khat=ea.khat,
-                   ais_work_bound_rel_err=ea.fq_rel_err, m2_ais=a.observables()["m2"][0],
+                   ais_work_bound_rel_err=ea.f_q_rel_err, m2_ais=a.observables()["m2"][0],
                    m2_ais_err=a.observables()["m2"][1])
     if mh:
-        res = flow_mh(energy, d.guide.distribution(), n_walkers=512, n_steps=200, warmup=20)
+        res = flow_mh(energy, d.guide.distribution(), num_walkers=512, num_samples=200, warmup_steps=20)
         m2 = energy.m2_improved(res.samples).mean(1)
         out.update(flow_mh_acceptance=res.acceptance_rate, m2_flow_mh=m2.mean().item(),
                    m2_flow_mh_err=m2.std().item() / math.sqrt(m2.numel()))

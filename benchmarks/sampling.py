@@ -9,7 +9,7 @@ instead of 0.002), then the same relaxed-Ising target is sampled by
 * latent walkers — many-walker HMC on the renormalized energy (10 leapfrog steps; step size starts at the paper's
   0.2 and is tuned by dual averaging during warm-up to a mean acceptance of 0.85, where benchmarks/walker_tuning.py
   finds the best ESS(m^2) per gradient: 4.8x that of acceptance 0.65 at L=8), one ArviZ chain per walker;
-  both latent samplers target 2h(x) p(x) with the Z2 sector function h (pyro_nrg.infer.sector) and sign every draw
+  both latent samplers target 2h(x) p(x) with the Z2 sector function h (pyro_nrg.infer.mcmc.sector) and sign every draw
   at random (exact), so they stay in the magnetisation sector the bare flow covers instead of crossing into the
   other one, far out in latent space where the flow is poor;
 * flow jumps     — the same walkers with a flow-MH jump after every trajectory (``latent_hmc_walkers(...,
@@ -49,12 +49,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
-from pyro_nrg.diagnostics import sampling_efficiency, to_inference_data  # noqa: E402
+from pyro_nrg.analysis import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data  # noqa: E402
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import DistillConfig, Distiller, coverage_check, flow_mh  # noqa: E402
-from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
-from pyro_nrg.studies.lattice import MIN_RELIABLE_ESS, stationary_starts  # noqa: E402
+from pyro_nrg.infer import (  # noqa: E402  # noqa: E402
+    DistillConfig,
+    Distiller,
+    coverage_check,
+    flow_mh,
+    latent_hmc_walkers,
+    latent_nuts,
+    physical_nuts,
+)
+from pyro_nrg.studies.lattice import stationary_starts  # noqa: E402
 
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "latent_hmc_flow_jumps", "flow_mh",
            "flow_mh_stationary_start")
@@ -87,7 +94,7 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     d.run(progress=False)
     wall = float(sum(d.history["seconds"]))
     est = d.estimate(4096)
-    return d, {"L": L, "steps": d.step, "train_seconds": wall, "fq_rel_err": est.fq_rel_err,
+    return d, {"L": L, "steps": d.step, "train_seconds": wall, "fq_rel_err": est.f_q_rel_err,
                "ess_fraction": est.ess_fraction, "khat": est.khat, "resumed_from_checkpoint": resumed}
 
 
@@ -159,9 +166,9 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
 
     pyro.set_rng_seed(seed + 4)
     with torch.no_grad():
-        flow_mh(energy, q, n_walkers=8, n_steps=2)  # warm the code path before timing
+        flow_mh(energy, q, num_walkers=8, num_samples=2)  # warm the code path before timing
         t0 = time.perf_counter()
-        mh = flow_mh(energy, q, n_walkers=s["mh_walkers"], n_steps=s["mh_steps"], warmup=s["mh_warmup"])
+        mh = flow_mh(energy, q, num_walkers=s["mh_walkers"], num_samples=s["mh_steps"], warmup_steps=s["mh_warmup"])
         mh_s = time.perf_counter() - t0
     mh_s *= s["mh_steps"] / (s["mh_steps"] + s["mh_warmup"])  # the sampling phase's share
     row = figures("flow_mh", to_inference_data(mh, energy=energy), mh_s, 0,
@@ -173,7 +180,8 @@ def run_lattice(L: int, s: dict, seed: int = 0, flow_dir: Path | None = None, he
     pyro.set_rng_seed(seed + 5)
     with torch.no_grad():
         t0 = time.perf_counter()
-        mh = flow_mh(energy, q, n_walkers=walker_ends.shape[0], n_steps=s["mh_steps"], warmup=0, init=walker_ends)
+        mh = flow_mh(energy, q, num_walkers=walker_ends.shape[0], num_samples=s["mh_steps"], warmup_steps=0,
+                     init=walker_ends)
         mh_s = time.perf_counter() - t0
     row = figures("flow_mh_stationary_start", to_inference_data(mh, energy=energy), mh_s, 0,
                   {"flow_passes": walker_ends.shape[0] * s["mh_steps"], "divergences": 0})

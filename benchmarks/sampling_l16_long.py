@@ -5,7 +5,7 @@ ESS (50-90) and the ratios built on it vary by 2x between runs. Here the flow is
 (same training, 3000 steps, the default NeuralRG flow; ``--flow-dir`` reuses its checkpoint), then physical NUTS
 (4 x 3000 after 200 warm-up), latent many-walker HMC (64 x 2000 after 150) and latent NUTS (2 x 700 after 100)
 sample the relaxed Ising model at T_c. About 40 minutes on one core. The latent samplers use the Z2 sector function
-(pyro_nrg.infer.sector; ``--no-sector``: without, as every run before 2026-11-29 evening), the walkers the unit
+(pyro_nrg.infer.mcmc.sector; ``--no-sector``: without, as every run before 2026-11-29 evening), the walkers the unit
 metric unless ``--mass-matrix dense|diag``.
 
     OMP_NUM_THREADS=1 python benchmarks/sampling_l16_long.py [--flow-dir DIR]
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 from sampling import figures, hmc_extra, train  # noqa: E402
 
-from pyro_nrg.diagnostics import to_inference_data  # noqa: E402
+from pyro_nrg.analysis import to_inference_data  # noqa: E402
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.infer.latent import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
+from pyro_nrg.infer import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
 
 PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walkers, draws, warm-up
 

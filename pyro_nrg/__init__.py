@@ -3,15 +3,14 @@
 Subpackages: :mod:`~pyro_nrg.energies` (potentials with exact references), :mod:`~pyro_nrg.transforms` (Pyro
 ``TransformModule``s, latent → physical), :mod:`~pyro_nrg.flows` (assembled architectures),
 :mod:`~pyro_nrg.distributions` (flow priors, symmetrised mixtures, phase-space models), :mod:`~pyro_nrg.infer`
-(distillation, estimators, MCMC), :mod:`~pyro_nrg.analysis`, :mod:`~pyro_nrg.io` (atomic writes),
-:mod:`~pyro_nrg.testing`,
+(distillation, estimators, MCMC), :mod:`~pyro_nrg.analysis` (ArviZ, efficiency, mutual information, slow modes),
+:mod:`~pyro_nrg.io` (atomic writes), :mod:`~pyro_nrg.testing`,
 :mod:`~pyro_nrg.data` (alanine dipeptide MD and digits for the real-world demos; OpenMM/scikit-learn optional).
 """
 
 from . import (
     analysis,
     data,
-    diagnostics,
     distributions,
     energies,
     errors,
@@ -22,7 +21,7 @@ from . import (
     testing,
     transforms,
 )
-from .diagnostics import to_inference_data
+from .analysis import to_inference_data
 from .distributions import (
     CanonicalFlow,
     FlowDistribution,
@@ -39,7 +38,7 @@ from .lattice import Lattice
 __version__ = "0.1.0"
 
 __all__ = [
-    "diagnostics",
+    "analysis",
     "to_inference_data",
     "latent_nuts",
     "latent_hmc_walkers",

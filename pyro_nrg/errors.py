@@ -24,6 +24,7 @@ __all__ = [
     "DataCacheError",
     "DataSettingsError",
     "MissingDependencyError",
+    "SamplerSettingsError",
 ]
 
 
@@ -97,3 +98,7 @@ class DataSettingsError(PyroNRGError, ValueError):
 
 class MissingDependencyError(PyroNRGError, ImportError):
     """An optional dependency (OpenMM, scikit-learn...) is needed for this function: the message names the extra."""
+
+
+class SamplerSettingsError(PyroNRGError, ValueError):
+    """Sampler settings that cannot be used (a step size that is not > 0, no draws, no walkers...)."""

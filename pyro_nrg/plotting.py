@@ -7,9 +7,9 @@ objects without pyplot, so nothing here opens a window or depends on the interac
 Functions:
 
 * :func:`plot_mutual_information` — pairwise MI of physical vs latent variables (latents ordered by RG level) and
-  the level-by-level mean (:class:`~pyro_nrg.diagnostics.MutualInformationReport`).
+  the level-by-level mean (:class:`~pyro_nrg.analysis.MutualInformationReport`).
 * :func:`plot_receptive_fields` — :math:`\\langle|\\partial x/\\partial z_j|\\rangle` maps of the coarsest latents
-  (:func:`~pyro_nrg.diagnostics.receptive_fields`).
+  (:func:`~pyro_nrg.analysis.receptive_fields`).
 * :func:`plot_field_posteriors` — truth, observation and posterior mean/std images of a field under several priors.
 * :func:`plot_efficiency` — ESS per gradient evaluation and per second of several samplers (bar chart, log scale).
 * :func:`plot_ramachandran` — the (φ, ψ) histogram of a peptide trajectory (log density).
@@ -61,7 +61,7 @@ def plot_mutual_information(report: Any, title: str | None = None) -> Any:
     mean latent MI within/across levels. Same colour scale for the two matrices.
 
     Args:
-        report: a :class:`~pyro_nrg.diagnostics.MutualInformationReport`.
+        report: a :class:`~pyro_nrg.analysis.MutualInformationReport`.
         title: figure title.
 
     Returns:

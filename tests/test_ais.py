@@ -89,7 +89,7 @@ def test_ais_is_exact_and_beats_plain_importance_sampling_on_l4(undertrained_l4)
     assert abs(m2 - energy.exact_m2()) < 3 * m2_err + 1e-3, (m2, m2_err, energy.exact_m2())
     m, m_err = out.observables()["m"]
     assert abs(m) < 4 * m_err + 1e-3  # the random sign restores the symmetric target for odd observables
-    assert math.isfinite(est.f_is) and est.fq > est.f_is - 4 * est.f_is_err  # -T<ln W> bounds F from above
+    assert math.isfinite(est.f_is) and est.f_q > est.f_is - 4 * est.f_is_err  # -T<ln W> bounds F from above
 
 
 def test_ais_without_the_sector_function_is_exact_too(undertrained_l4) -> None:

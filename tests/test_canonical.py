@@ -181,7 +181,7 @@ def test_spectrum_slow_modes_and_profiles():
     assert torch.allclose(overlap, torch.ones(5, dtype=torch.float64), atol=1e-12)
     assert abs(model.free_energy() - chain.free_energy()) < 1e-10
     est = canonical_free_energy(model, chain, n_samples=2000, seed=0)
-    assert abs(est.fq - chain.free_energy()) < 1e-8 and est.fq_err < 1e-8 and est.ess_fraction > 0.999
+    assert abs(est.f_q - chain.free_energy()) < 1e-8 and est.f_q_err < 1e-8 and est.ess_fraction > 0.999
 
 
 def test_rank_correlations():
@@ -216,7 +216,7 @@ def test_variational_training_chain_n4():
     first, last = np.mean(res.f_q[:20]), res.final(50)
     assert first > last > F - 0.05  # decreases, stays above the bound (up to noise)
     est = canonical_free_energy(model, chain, n_samples=4000, seed=0)
-    assert abs(est.fq - F) / abs(F) < 5e-3
+    assert abs(est.f_q - F) / abs(F) < 5e-3
     w, _ = model.frequencies()
     assert torch.allclose(w, chain.frequencies(), rtol=0.1)
     # no parameters left behind in Pyro's global store

@@ -38,7 +38,7 @@ def test_cli_writes_a_complete_run_folder(tmp_path: Path, capsys) -> None:
     assert "annealed-IS F (3 temperatures)" in printed
     assert "F_q of its mixture over shifts by 0/1 site" in printed  # LatticeSymmetrized, never a higher F_q
     plain, mixed = summary["free_energy"], summary["free_energy_shift_mixture"]
-    assert mixed["fq"] < plain["fq"] + 5 * (plain["fq_err"] + mixed["fq_err"])  # (independent draws)
+    assert mixed["f_q"] < plain["f_q"] + 5 * (plain["f_q_err"] + mixed["f_q_err"])  # (independent draws)
     ais = summary["annealed_importance_sampling"]
     assert ais["n"] == 32 and ais["grad_evals_per_particle"] == 1 + 3 * 5 and ais["exact_log_z"] is not None
     report = (out / "report.md").read_text()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from pyro_nrg.analysis import mode_mutual_information
 from pyro_nrg.analysis.modes import keep_slow_modes, latent_mode_path, position_log_likelihood
 from pyro_nrg.data import alanine as alanine_mod
 from pyro_nrg.data.alanine import AlanineSettings, alanine_fixture, load_alanine
 from pyro_nrg.data.cache import load_arrays, load_or_generate, save_arrays
 from pyro_nrg.data.geometry import RigidBodyProjection, dihedral, kabsch_align, random_rotation
-from pyro_nrg.diagnostics import mode_mutual_information
 from pyro_nrg.distributions import pca_canonical_flow
 from pyro_nrg.errors import DataCacheError, DataSettingsError, EventShapeError, MissingDependencyError
 from pyro_nrg.testing import check_symplectic

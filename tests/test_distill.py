@@ -58,7 +58,7 @@ def test_distillation_reaches_exact_free_energy_l4() -> None:
     fq = result.history["fq"]
     assert fq[-1] < fq[0] - 10  # F_q decreases a lot
     est = result.distiller.estimate(4096)
-    assert est.fq_rel_err is not None and 0 < est.fq_rel_err < 0.01  # upper bound, within 1 %
+    assert est.f_q_rel_err is not None and 0 < est.f_q_rel_err < 0.01  # upper bound, within 1 %
     # IS ln Z agrees with Kaufman + relaxation constant (IS of ln Z is biased low at finite n: allow 5 sigma)
     assert abs(est.is_rel_err) < 5e-3 and abs(est.is_sigma) < 5
 
@@ -143,14 +143,14 @@ def test_estimator_error_bars_cover_exact_gaussian() -> None:
     energy = GaussianEnergy(4, 1.1)
     d = Distiller(energy, _small_flow(), DistillConfig(z2_symmetric=False))
     est = d.estimate(20000)
-    assert est.fq_rel_err > 0  # variational bound is above exact
+    assert est.f_q_rel_err > 0  # variational bound is above exact
     assert abs(est.is_sigma) < 3
     assert 0 < est.ess_fraction < 1
     assert est.khat < 0.7
     # F_q against the closed form: KL(N(0,1) || N(0, s^2)) per site
     s2 = 1.1**2
     kl = 16 * 0.5 * (1 / s2 - 1 + math.log(s2))
-    assert abs(est.fq - (-energy.log_z() + kl)) < 4 * est.fq_err
+    assert abs(est.f_q - (-energy.log_z() + kl)) < 4 * est.f_q_err
 
 
 def test_snis_observable_covers_exact_value() -> None:
@@ -172,7 +172,7 @@ def test_flow_mh_is_exact_for_ising_l4_with_an_undertrained_flow() -> None:
     d.run(progress=False)
     assert d.history["fq"][-1] > -energy.temperature * energy.log_z() + 0.2  # visibly not converged
     pyro.set_rng_seed(1)
-    res = flow_mh(energy, d.guide.distribution(latent_scale=1.3), n_walkers=256, n_steps=300, warmup=50)
+    res = flow_mh(energy, d.guide.distribution(latent_scale=1.3), num_walkers=256, num_samples=300, warmup_steps=50)
     assert 0.1 < res.acceptance_rate < 0.9
     per_walker = energy.m2_improved(res.samples).mean(1)  # independent walkers: error from their spread
     mean = per_walker.mean().item()
@@ -185,7 +185,7 @@ def test_flow_mh_is_exact_for_a_gaussian_with_an_untrained_flow() -> None:
     pyro.set_rng_seed(11)
     energy = GaussianEnergy(4, 1.1)
     d = Distiller(energy, _small_flow(), DistillConfig(z2_symmetric=True))
-    res = flow_mh(energy, d.guide.distribution(), n_walkers=128, n_steps=200, warmup=50)
+    res = flow_mh(energy, d.guide.distribution(), num_walkers=128, num_samples=200, warmup_steps=50)
     assert 0.05 < res.acceptance_rate < 0.95
     per_walker = (res.samples**2).flatten(-2).mean(-1).mean(1)  # walkers are independent chains
     mean = per_walker.mean().item()
@@ -202,19 +202,19 @@ def test_flow_mh_started_from_target_draws_is_unbiased_from_the_first_step() -> 
     energy = GaussianEnergy(4, 1.1)
     q = Distiller(energy, _small_flow(), DistillConfig(z2_symmetric=False)).guide.distribution()
     x0 = 1.1 * torch.randn(512, 4, 4)
-    res = flow_mh(energy, q, n_walkers=512, n_steps=5, warmup=0, init=x0)
+    res = flow_mh(energy, q, num_walkers=512, num_samples=5, warmup_steps=0, init=x0)
     per_walker = (res.samples**2).flatten(-2).mean(-1).mean(1)
     mean, err = per_walker.mean().item(), per_walker.std().item() / math.sqrt(512)
     assert abs(mean - 1.21) < 3 * err, (mean, err)
-    cold = flow_mh(energy, q, n_walkers=512, n_steps=5, warmup=0)
+    cold = flow_mh(energy, q, num_walkers=512, num_samples=5, warmup_steps=0)
     cold_walker = (cold.samples**2).flatten(-2).mean(-1).mean(1)
     assert 1.21 - cold_walker.mean().item() > 3 * cold_walker.std().item() / math.sqrt(512)
-    with pytest.raises(EventShapeError, match="n_walkers"):
-        flow_mh(energy, q, n_walkers=8, n_steps=1, init=x0)
+    with pytest.raises(EventShapeError, match="num_walkers"):
+        flow_mh(energy, q, num_walkers=8, num_samples=1, init=x0)
     bad = x0[:8].clone()
     bad[0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError):  # the energy or the weight check names the bad input
-        flow_mh(energy, q, n_walkers=8, n_steps=1, init=bad)
+        flow_mh(energy, q, num_walkers=8, num_samples=1, init=bad)
 
 
 def test_flow_mh_pyro_kernel_runs_in_pyro_mcmc_and_arviz() -> None:
@@ -232,7 +232,7 @@ def test_flow_mh_pyro_kernel_runs_in_pyro_mcmc_and_arviz() -> None:
     assert 0 < kernel.acceptance_rate <= 1
     idata = az.from_pyro(mcmc)
     assert "x" in idata.posterior
-    walkers = FlowIndependenceMH(energy, d.guide.distribution(), n_walkers=8)
+    walkers = FlowIndependenceMH(energy, d.guide.distribution(), num_walkers=8)
     mcmc = MCMC(walkers, num_samples=5, warmup_steps=0, disable_progbar=True)
     mcmc.run()
     assert mcmc.get_samples()["x"].shape == (5, 8, 4, 4)
@@ -241,9 +241,9 @@ def test_flow_mh_pyro_kernel_runs_in_pyro_mcmc_and_arviz() -> None:
 def test_estimate_free_energy_fields() -> None:
     lw = torch.randn(1000, dtype=torch.float64) * 0.1 + 5.0
     est = estimate_free_energy(lw, temperature=2.0, exact_log_z=5.0)
-    assert abs(est.fq - (-2.0 * lw.mean().item())) < 1e-12
-    assert est.fq_rel_err is not None and est.is_sigma is not None
-    assert set(est.to_dict()) >= {"fq", "fq_err", "log_z", "log_z_err", "ess_fraction", "khat"}
+    assert abs(est.f_q - (-2.0 * lw.mean().item())) < 1e-12
+    assert est.f_q_rel_err is not None and est.is_sigma is not None
+    assert set(est.to_dict()) >= {"f_q", "f_q_err", "log_z", "log_z_err", "ess_fraction", "khat"}
 
 
 def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
@@ -268,16 +268,15 @@ def test_path_gradient_trains() -> None:
 
 
 def test_importance_observables_shapes_and_plain_mean() -> None:
-    from pyro_nrg.diagnostics import observables
     from pyro_nrg.infer import importance_observables
 
     energy = IsingRelaxed(4, 3.0)
     x = torch.randn(50, 4, 4)
-    obs = observables(energy, x)
+    obs = energy.observables(x)
     assert {"m2", "abs_m", "energy_per_site"} <= set(obs) and all(v.shape == (50,) for v in obs.values())
     est = importance_observables(energy, x, torch.zeros(50))  # equal weights: the plain mean
     assert abs(est["m2"][0] - obs["m2"].mean().item()) < 1e-6
-    gauss = observables(GaussianEnergy(4, 1.0), x)
+    gauss = GaussianEnergy(4, 1.0).observables(x)
     assert torch.allclose(gauss["energy_per_site"], GaussianEnergy(4, 1.0).energy(x).double() / 16)
 
 
@@ -289,7 +288,7 @@ def test_distillation_on_gaussian_phi4_recovers_exact_log_z() -> None:
     res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, z2_symmetric=False, progress=False)
     est = res.distiller.estimate(4096)
     assert abs(est.log_z - energy.log_z()) < 4 * est.log_z_err + 1e-3
-    assert est.fq_rel_err > -1e-3  # F_q is an upper bound (up to its own noise)
+    assert est.f_q_rel_err > -1e-3  # F_q is an upper bound (up to its own noise)
 
 
 def test_estimate_after_user_scoring_with_gradients_and_coverage_check() -> None:
@@ -303,7 +302,7 @@ def test_estimate_after_user_scoring_with_gradients_and_coverage_check() -> None
     x = q.sample((8,)).requires_grad_(True)
     q.log_prob(x * 1.0).sum().backward()  # leaves a graph in the flow's cache
     est = d.estimate(256)
-    assert math.isfinite(est.fq)
+    assert math.isfinite(est.f_q)
     from pyro_nrg.infer import coverage_check
 
     with torch.no_grad():

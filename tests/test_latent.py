@@ -11,15 +11,15 @@ import pytest
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 
-from pyro_nrg.diagnostics import sampling_efficiency
+from pyro_nrg.analysis import sampling_efficiency, to_inference_data
 from pyro_nrg.distributions import FlowDistribution
 from pyro_nrg.energies.ising import IsingRelaxed
 from pyro_nrg.errors import NonFiniteError
 from pyro_nrg.flows import neural_rg
-from pyro_nrg.infer import distill
-from pyro_nrg.infer.latent import (
+from pyro_nrg.infer import (
     IndependenceProposal,
     RenormalizedPotential,
+    distill,
     hmc_walkers,
     latent_hmc_walkers,
     latent_nuts,
@@ -310,7 +310,7 @@ def test_flow_augmented_walkers_recover_exact_m2_and_energy() -> None:
     eff = sampling_efficiency(res)
     for name, exact in (("m2", energy.exact_m2()), ("energy_per_site", energy.exact_energy_per_site())):
         assert abs(eff[name]["mean"] - exact) < 3 * eff[name]["mcse"], (name, eff[name], exact)
-    idata = res.to_inference_data()
+    idata = to_inference_data(res)
     assert idata.sample_stats["flow_jump_accepted"].shape == (64, 60)
 
 

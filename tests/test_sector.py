@@ -9,12 +9,11 @@ import pyro
 import pytest
 import torch
 
-from pyro_nrg.diagnostics import sampling_efficiency
+from pyro_nrg.analysis import sampling_efficiency
 from pyro_nrg.energies import ISING_TC, IsingRelaxed
 from pyro_nrg.errors import NotSymmetricError
 from pyro_nrg.flows import neural_rg
-from pyro_nrg.infer import Z2Sector, distill, latent_hmc_walkers, latent_nuts
-from pyro_nrg.infer.latent import _to_physical
+from pyro_nrg.infer import Z2Sector, distill, latent_hmc_walkers, latent_nuts, to_physical
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,7 +79,7 @@ def test_latent_nuts_with_the_sector_factor() -> None:
     assert res.z2_sharpness is not None
     sector = Z2Sector(res.z2_sharpness, 2)
     with torch.no_grad():
-        x, ldj = _to_physical(guide.flow, energy, res.latent[0, :20])
+        x, ldj = to_physical(guide.flow, energy, res.latent[0, :20])
         expected = energy.action(x) - ldj - sector.log_weight(x)
     torch.testing.assert_close(res.renormalized_energy[0, :20], expected.double(), rtol=1e-5, atol=1e-4)
     same = torch.isclose(res.samples[0, :20], x, atol=1e-5).flatten(1).all(1)

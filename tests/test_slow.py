@@ -20,7 +20,7 @@ def test_l8_distillation_at_tc_reaches_half_a_percent() -> None:
     d = Distiller(energy, neural_rg(L=8), DistillConfig(steps=2000, batch=256, lr=3e-3, gradient="path", warmup=100))
     d.run(progress=False)
     est = d.estimate(16384)
-    assert 0 < est.fq_rel_err < 6e-3
+    assert 0 < est.f_q_rel_err < 6e-3
     assert abs(est.is_sigma) < 4 and abs(est.is_rel_err) < 2e-3
 
 
@@ -31,5 +31,5 @@ def test_l4_temperature_sweep_matches_kaufman() -> None:
         d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=600, batch=256, lr=5e-3))
         d.run(progress=False)
         est = d.estimate(16384)
-        assert 0 < est.fq_rel_err < 5e-3, (T, est)
+        assert 0 < est.f_q_rel_err < 5e-3, (T, est)
         assert abs(est.is_rel_err) < 2e-3, (T, est)

@@ -93,8 +93,8 @@ def test_symmetrised_estimate_of_a_trained_flow_has_lower_fq_and_covers_ln_z() -
     d.run(progress=False)
     plain = d.estimate(8192)
     sym = d.estimate(8192, translations=2, point_group=True)
-    assert sym.fq_rel_err is not None and plain.fq_rel_err is not None
-    assert 0 < sym.fq_rel_err < plain.fq_rel_err - 5 * (plain.fq_err + sym.fq_err) / abs(plain.fq)
+    assert sym.f_q_rel_err is not None and plain.f_q_rel_err is not None
+    assert 0 < sym.f_q_rel_err < plain.f_q_rel_err - 5 * (plain.f_q_err + sym.f_q_err) / abs(plain.f_q)
     assert abs(sym.is_sigma) < 4
 
 
@@ -107,7 +107,7 @@ def test_training_with_translations_lowers_fq_and_flow_mh_stays_exact() -> None:
     assert d.history["fq"][-1] < d.history["fq"][0] - 10
     q = d.guide.distribution()
     assert isinstance(q, LatticeSymmetrized) and q.num_maps == 4
-    res = flow_mh(energy, q, n_walkers=256, n_steps=200, warmup=20)
+    res = flow_mh(energy, q, num_walkers=256, num_samples=200, warmup_steps=20)
     m2 = energy.m2_improved(res.samples).mean(1)  # one mean per walker: independent chains
     err = m2.std().item() / math.sqrt(m2.numel())
     assert abs(m2.mean().item() - energy.exact_m2()) < 4 * err

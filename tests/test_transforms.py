@@ -156,7 +156,7 @@ def _leapfrog_error(head: str, eps: float) -> float:
     """Median |Delta H| of a length-2 leapfrog trajectory of the latent potential of a perturbed L=4 flow."""
     from pyro_nrg.energies import IsingRelaxed
     from pyro_nrg.flows import neural_rg
-    from pyro_nrg.infer.latent import renormalized_energy
+    from pyro_nrg.infer import renormalized_energy
     from pyro_nrg.testing import perturb_parameters
 
     torch.manual_seed(0)

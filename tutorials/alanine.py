@@ -24,9 +24,9 @@ matplotlib.use("Agg")
 import numpy as np
 import torch
 
+from pyro_nrg.analysis import mode_mutual_information
 from pyro_nrg.analysis.modes import latent_mode_path
 from pyro_nrg.data.alanine import AlanineSettings, alanine_fixture, load_alanine
-from pyro_nrg.diagnostics import mode_mutual_information
 from pyro_nrg.distributions import pca_canonical_flow
 from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann
 from pyro_nrg.plotting import plot_backbone_path, plot_ramachandran, plot_spectrum

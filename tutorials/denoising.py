@@ -24,7 +24,7 @@ from pyro.infer import MCMC, NUTS
 
 import pyro_nrg as nrg
 from pyro_nrg.distributions import FlowDistribution
-from pyro_nrg.infer.latent import latent_reparam
+from pyro_nrg.infer import latent_reparam
 from pyro_nrg.plotting import plot_field_posteriors
 
 SMOKE = bool(os.environ.get("CI"))
@@ -44,7 +44,7 @@ prior = FlowDistribution(flow)
 prior.save(out / "ising_prior.pt")  # reload anywhere with FlowDistribution.load(path)
 
 # %% a ground truth drawn exactly from the Ising relaxation (flow-proposal Metropolis), and a noisy observation
-truth = nrg.flow_mh(energy, prior, n_walkers=1, n_steps=50).samples[0, -1]
+truth = nrg.flow_mh(energy, prior, num_walkers=1, num_samples=50).samples[0, -1]
 y = truth + sigma * torch.randn_like(truth)
 
 

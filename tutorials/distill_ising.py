@@ -29,7 +29,7 @@ result = nrg.distill(energy, flow, steps=60 if SMOKE else 1500, batch=256, lr=3e
 
 # %% free energies in float64 against the exact value
 est = result.distiller.estimate(2048 if SMOKE else 16384)
-print(f"F_q  = {est.fq:.4f} ± {est.fq_err:.4f}   (relative error {est.fq_rel_err:.2e})")
+print(f"F_q  = {est.f_q:.4f} ± {est.f_q_err:.4f}   (relative error {est.f_q_rel_err:.2e})")
 print(f"F_IS = {est.f_is:.4f} ± {est.f_is_err:.4f}   (relative error {est.is_rel_err:+.2e}, {est.is_sigma:+.1f} σ)")
 print(f"ESS/N = {est.ess_fraction:.3f}, PSIS k-hat = {est.khat:.2f}")
 
@@ -44,12 +44,12 @@ print(f"ESS/N = {est.ess_fraction:.3f}, PSIS k-hat = {est.khat:.2f}")
 # the 8×8 torus (row transfer matrix), which the relaxed model's improved estimator shares.
 
 # %%
-mh = nrg.flow_mh(energy, result.guide.distribution(), n_walkers=128, n_steps=20 if SMOKE else 400)
-mh_m2 = nrg.diagnostics.sampling_efficiency(nrg.to_inference_data(mh, energy=energy))["m2"]
+mh = nrg.flow_mh(energy, result.guide.distribution(), num_walkers=128, num_samples=20 if SMOKE else 400)
+mh_m2 = nrg.analysis.sampling_efficiency(nrg.to_inference_data(mh, energy=energy))["m2"]
 walk = nrg.latent_hmc_walkers(energy, result.guide, num_walkers=64, num_samples=20 if SMOKE else 400,
                               warmup_steps=10 if SMOKE else 100, adapt_step_size=True, flow_jump_every=1,
                               keep_samples=False)
-walk_m2 = nrg.diagnostics.sampling_efficiency(walk)["m2"]
+walk_m2 = nrg.analysis.sampling_efficiency(walk)["m2"]
 print(f"exact                     <m^2> = {energy.exact_m2():.4f}")
 print(f"flow-MH (acceptance {mh.acceptance_rate:.2f})  <m^2> = {mh_m2['mean']:.4f} ± {mh_m2['mcse']:.4f}")
 print(f"walkers + flow jumps      <m^2> = {walk_m2['mean']:.4f} ± {walk_m2['mcse']:.4f}"

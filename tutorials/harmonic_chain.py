@@ -36,7 +36,7 @@ model = canonical_flow(N, temperature=1.0, n_blocks=0).double()
 # %% variational free energy with Pyro SVI
 history = fit_variational(model, chain, VariationalConfig(steps=STEPS, batch_size=256, lr=3e-2, final_lr_ratio=0.1))
 est = canonical_free_energy(model, chain, n_samples=10_000, seed=1)
-print(f"F_q = {est.fq:.5f} +- {est.fq_err:.5f}   exact F = {chain.free_energy():.5f}")
+print(f"F_q = {est.f_q:.5f} +- {est.f_q_err:.5f}   exact F = {chain.free_energy():.5f}")
 
 # %% spectrum, slow modes
 omega, order = model.frequencies()

@@ -19,8 +19,8 @@ import pyro
 import torch
 
 import pyro_nrg as nrg
-from pyro_nrg.diagnostics import latent_mutual_information, receptive_fields, sampling_efficiency
-from pyro_nrg.infer.latent import latent_nuts, physical_nuts, renormalized_energy
+from pyro_nrg.analysis import latent_mutual_information, receptive_fields, sampling_efficiency
+from pyro_nrg.infer import latent_nuts, physical_nuts, renormalized_energy
 from pyro_nrg.plotting import plot_mutual_information, plot_receptive_fields
 
 SMOKE = bool(os.environ.get("CI"))
@@ -38,7 +38,7 @@ energy = nrg.IsingRelaxed(L, T)
 # %% distil the flow (reverse KL; see tutorials/distill_ising.py)
 result = nrg.distill(energy, nrg.neural_rg(L=L), steps=200 if SMOKE else 1500, batch=256, lr=5e-3, progress=False)
 est = result.distiller.estimate(2048)
-print(f"F_q = {est.fq:.4f} ± {est.fq_err:.4f}, exact F = {-T * energy.log_z():.4f} ({est.fq_rel_err:.2%} above)")
+print(f"F_q = {est.f_q:.4f} ± {est.f_q_err:.4f}, exact F = {-T * energy.log_z():.4f} ({est.f_q_rel_err:.2%} above)")
 
 # %% NUTS in latent space (NeuTraReparam) and, as the baseline, NUTS in physical space
 n, warm = (100, 70) if SMOKE else (1000, 300)
@@ -46,7 +46,7 @@ latent = latent_nuts(energy, result.guide, num_samples=n, warmup_steps=warm, num
 physical = physical_nuts(energy, num_samples=n, warmup_steps=warm, num_chains=2, init=result.guide.distribution())
 
 # %% ArviZ: physical observables in `posterior`, sampler statistics in `sample_stats`
-idata = latent.to_inference_data(include_samples=True)
+idata = nrg.to_inference_data(latent, include_samples=True)
 print(az.summary(idata, var_names=["m", "abs_m", "m2", "energy_per_site"]))
 print(idata.sample_stats)
 idata.to_netcdf(str(out / "latent_nuts.nc"))

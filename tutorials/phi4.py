@@ -23,8 +23,8 @@ print(f"λ=0: ln Z exact {free.log_z():.4f}, importance-sampled {est.log_z:.4f} 
 phi4 = nrg.Phi4(L=8, kappa=0.2, lam=0.02)
 res = nrg.distill(phi4, nrg.neural_rg(L=8), steps=steps, batch=256, lr=3e-3, z2_symmetric=True, progress=False)
 est = res.distiller.estimate(4096)
-print(f"λ=0.02: F_q = {est.fq:.4f} ± {est.fq_err:.4f}, F_IS = {est.f_is:.4f} ± {est.f_is_err:.4f}, "
+print(f"λ=0.02: F_q = {est.f_q:.4f} ± {est.f_q_err:.4f}, F_IS = {est.f_is:.4f} ± {est.f_is_err:.4f}, "
       f"ESS/N = {est.ess_fraction:.3f}")
-mh = nrg.flow_mh(phi4, res.guide.distribution(), n_walkers=64, n_steps=20 if SMOKE else 200)
+mh = nrg.flow_mh(phi4, res.guide.distribution(), num_walkers=64, num_samples=20 if SMOKE else 200)
 chi = phi4.two_point_susceptibility(mh.samples).mean()
 print(f"flow-MH acceptance {mh.acceptance_rate:.2f}, two-point susceptibility {chi:.3f}")

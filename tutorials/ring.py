@@ -40,7 +40,7 @@ config = VariationalConfig(steps=STEPS, batch_size=512, lr=5e-3, final_lr_ratio=
 history = fit_variational(model, ring, config)
 est = canonical_free_energy(model, ring, n_samples=20_000, seed=1)
 F = ring.free_energy()
-print(f"F_q = {est.fq:.4f} +- {est.fq_err:.4f} ({(est.fq - F) / abs(F):.2%} above exact F = {F:.4f})")
+print(f"F_q = {est.f_q:.4f} +- {est.f_q_err:.4f} ({(est.f_q - F) / abs(F):.2%} above exact F = {F:.4f})")
 print(f"importance-sampled F = {est.f_is:.4f}, ESS fraction {est.ess_fraction:.2f}")
 
 # %% spectrum and the meaning of the latent coordinates (exact Boltzmann samples mapped to the latent space)

@@ -1,5 +1,19 @@
-"""Analysis of trained flows and of samples (nothing in :mod:`pyro_nrg.infer` imports it)."""
+"""Analysis of samples and trained flows: ArviZ conversion and efficiency, mutual information, receptive fields,
+slow modes.
 
+Nothing in :mod:`pyro_nrg.infer` imports this package; it reads what the samplers and trainers return.
+"""
+
+from .arviz import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data
+from .information import (
+    MutualInformationReport,
+    latent_mutual_information,
+    mode_mutual_information,
+    mutual_information,
+    mutual_information_by_level,
+    pairwise_mutual_information,
+    receptive_fields,
+)
 from .modes import (
     best_latent_correlation,
     circular_rank_correlation,
@@ -10,6 +24,16 @@ from .modes import (
 )
 
 __all__ = [
+    "to_inference_data",
+    "sampling_efficiency",
+    "MIN_RELIABLE_ESS",
+    "mutual_information",
+    "pairwise_mutual_information",
+    "mutual_information_by_level",
+    "MutualInformationReport",
+    "latent_mutual_information",
+    "receptive_fields",
+    "mode_mutual_information",
     "best_latent_correlation",
     "circular_rank_correlation",
     "keep_slow_modes",

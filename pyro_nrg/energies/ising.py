@@ -441,7 +441,7 @@ class IsingRelaxed(Energy):
 
     The shift :math:`c` sets how Gaussian the target looks: the default
     :math:`c = -\beta\lambda_{\min}(A) + \text{margin}` makes the smallest eigenvalue of :math:`K` equal to
-    ``margin`` (0.1, as in the NeuralRG code). It is a tunable choice (DESIGN.md §8): every exact result
+    ``margin`` (0.1, as in the NeuralRG code). It is a tunable choice (``docs/physics.md``): every exact result
     accounts for it.
 
     Args:
@@ -643,6 +643,7 @@ class IsingRelaxed(Energy):
 
     # -- observables of relaxed configurations --------------------------------------------------------------
     def _flat_tanh(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.as_configuration(x)
         self.check_input(x)
         return torch.tanh(x)
 
@@ -703,6 +704,15 @@ class IsingRelaxed(Energy):
         """
         t = self._flat_tanh(x)
         return -neighbour_sum(t, self.dim) / self.n_sites
+
+    def squared_magnetization(self, x: torch.Tensor) -> torch.Tensor:
+        """The observable ``m2`` the samplers record: :meth:`m2_improved` (its mean is the exact Ising value)."""
+        return self.m2_improved(x)
+
+    def energy_per_site(self, x: torch.Tensor, energy: torch.Tensor | None = None) -> torch.Tensor:
+        """The observable ``energy_per_site`` the samplers record: :meth:`ising_energy_per_site` (``energy`` is
+        not needed)."""
+        return self.ising_energy_per_site(x)
 
     def extra_repr(self) -> str:
         return f"L={self.L}, dim={self.dim}, T={self.temperature:.6g}, shift={self.shift:.6g}"

@@ -236,11 +236,6 @@ class Phi4(Energy):
         return torch.tensor(g, dtype=torch.float64, device=self.m_eigenvalues.device)
 
     # -- observables -----------------------------------------------------------------------------------------
-    def magnetization(self, x: torch.Tensor) -> torch.Tensor:
-        r"""Per-site magnetization :math:`m = \frac1N\sum_x\phi_x`, shape ``batch``."""
-        self.check_input(x)
-        return x.flatten(start_dim=x.dim() - self.dim).mean(-1)
-
     def two_point_susceptibility(self, x: torch.Tensor) -> torch.Tensor:
         r"""Per-configuration estimator :math:`N m^2 = \frac1N(\sum_x\phi_x)^2`, shape ``batch``.
 

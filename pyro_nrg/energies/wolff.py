@@ -7,8 +7,7 @@ thousand updates give :math:`\langle m^2\rangle` to a fraction of a percent on :
 estimators of :class:`~pyro_nrg.energies.IsingRelaxed` (``m2_improved``, ``ising_energy_per_site``) have the
 same expectations, so the two are directly comparable.
 
-Pure Python with a precomputed neighbour table (no compiled code): about 0.4 s for 20 000 updates at
-:math:`L=8, T_c` on one CPU core. The mean cluster fraction :math:`\langle|C|\rangle/N` is itself an improved
+Pure Python with a precomputed neighbour table (no compiled code). The mean cluster fraction :math:`\langle|C|\rangle/N` is itself an improved
 estimator of :math:`\langle m^2\rangle` (Wolff 1989) and is returned as a cross-check.
 """
 
@@ -171,7 +170,6 @@ def wolff_spins(
     :math:`\lceil 2N/\langle|C|\rangle\rceil` updates, between draws: nearly independent draws at any
     temperature.
     :meth:`~pyro_nrg.energies.IsingRelaxed.sample_given_spins` turns them into exact draws of the relaxed model.
-    Cost (pure Python): about 0.4 s for 1000 draws with ``thin=10`` at :math:`L=16, T_c`.
 
     Args:
         L: lattice side (≥ 3).

@@ -39,21 +39,14 @@ from .estimators import (
     sample_log_weights,
     snis_mean,
 )
-from .flow_mh import FlowIndependenceMH, FlowMHResult, flow_mh
-from .latent import (
-    IndependenceProposal,
-    RenormalizedPotential,
-    SamplingResult,
-    hmc_walkers,
-    latent_hmc_walkers,
-    latent_nuts,
-    latent_reparam,
-    physical_hmc_walkers,
-    physical_nuts,
-    renormalized_energy,
-)
+from .mcmc.independence import FlowIndependenceMH, flow_mh
+from .mcmc.latent import RenormalizedPotential, latent_reparam, renormalized_energy
+from .mcmc.nuts import latent_nuts, physical_nuts
+from .mcmc.results import SamplingResult
+from .mcmc.sector import Z2Sector, fit_sector_sharpness
+from .mcmc.walkers import IndependenceProposal, hmc_walkers, latent_hmc_walkers, physical_hmc_walkers
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution, symmetrize
-from .sector import Z2Sector, fit_sector_sharpness
+from .pushforward import as_flow_event, flow_event_shape, flow_of, forward_and_log_det, to_physical
 
 __all__ = [
     "AISResult",
@@ -109,8 +102,12 @@ __all__ = [
     "snis_mean",
     "FlowGuide",
     "FlowIndependenceMH",
-    "FlowMHResult",
     "flow_mh",
+    "flow_of",
+    "flow_event_shape",
+    "forward_and_log_det",
+    "as_flow_event",
+    "to_physical",
     "boltzmann_model",
     "boltzmann_site",
     "flat_site_distribution",

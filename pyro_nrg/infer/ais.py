@@ -28,7 +28,7 @@ sampling. Observables are self-normalised averages of :math:`f(g(z_K))` with wei
 **Z₂ symmetry without an inverse.** A flow trained with the :math:`Z_2`-symmetrized mixture usually covers one
 magnetisation sector; its own samples then see only half of :math:`Z`. For an energy with :math:`E(-x) = E(x)`,
 AIS targets :math:`2h\,e^{-\beta E}` instead, whose integral is :math:`Z` for any :math:`h(x) + h(-x) = 1`, with
-the sector function :math:`h(x) = \sigma(\kappa\bar x)` of :mod:`pyro_nrg.infer.sector` (:math:`\kappa` fitted
+the sector function :math:`h(x) = \sigma(\kappa\bar x)` of :mod:`pyro_nrg.infer.mcmc.sector` (:math:`\kappa` fitted
 on independent flow draws; any :math:`\kappa` is exact, a good one lowers the variance); the final samples get a
 random sign so that odd observables are right too.
 """
@@ -44,20 +44,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..energies.base import Energy
 from .estimators import FreeEnergyEstimate, estimate_free_energy, importance_observables
-from .latent import (
-    _check_start,
-    _flow_event_shape,
-    _flow_of,
-    _frozen,
-    _hmc_step,
-    _no_validation,
-    _param_dtype,
-    _to_physical,
-    _value_and_grad,
-    hmc_walkers,
-)
-from .sector import resolve_sector
+from .mcmc.sector import resolve_sector
+from .mcmc.starts import check_start
+from .mcmc.walkers import hmc_step, hmc_walkers, value_and_grad
+from .pushforward import check_flow_fits, flow_event_shape, flow_of, frozen, param_dtype, to_physical
 
 __all__ = ["AISResult", "annealed_importance_sampling", "annealing_schedule"]
 
@@ -138,7 +130,7 @@ class AISResult:
     def estimate(self, exact_log_z: float | None = None, bootstrap: int = 0) -> FreeEnergyEstimate:
         r""":math:`\ln Z`, :math:`F = -T\ln Z` with errors, ESS/N and :math:`\hat k` of the AIS weights.
 
-        The ``fq`` field is :math:`-T\langle \ln W\rangle`, an upper bound on :math:`F` (Jensen) that is tighter
+        The ``f_q`` field is :math:`-T\langle \ln W\rangle`, an upper bound on :math:`F` (Jensen) that is tighter
         than the flow's variational :math:`F_q` when the transitions help.
         """
         return estimate_free_energy(self.log_weights, self.temperature, exact_log_z, bootstrap=bootstrap)
@@ -150,7 +142,7 @@ class AISResult:
 
 @torch.no_grad()
 def annealed_importance_sampling(
-    energy: Any,
+    energy: Energy,
     guide_or_flow: Any,
     num_particles: int = 1024,
     num_temperatures: int = 64,
@@ -195,6 +187,7 @@ def annealed_importance_sampling(
 
     Raises:
         ValueError: bad schedule or sizes.
+        EventShapeError: a flow for another lattice than the energy's.
         NonFiniteError: the flow's samples give NaN energies.
     """
     if num_particles < 2 or batch_size < 1 or hmc_iterations < 0 or num_leapfrog < 1:
@@ -203,27 +196,28 @@ def annealed_importance_sampling(
             f"{num_particles}, {batch_size}, {hmc_iterations}, {num_leapfrog}"
         )
     t0 = time.perf_counter()
-    flow = _flow_of(guide_or_flow)
-    fes = _flow_event_shape(flow, energy)
-    dtype = _param_dtype(flow)
+    flow = flow_of(guide_or_flow)
+    check_flow_fits(flow, energy)
+    fes = flow_event_shape(flow, energy)
+    dtype = param_dtype(flow)
     betas = _schedule(schedule, num_temperatures)
     K = betas.numel() - 1
     log_norm = -0.5 * math.prod(fes) * math.log(2 * math.pi)
     red = tuple(range(1, 1 + len(fes)))
 
-    with _frozen(flow), _no_validation(energy):
+    with frozen(flow), energy.unvalidated():
         sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric, max(pilot_particles, 512))
         kappa = None if sector is None else sector.sharpness
 
         def log_w(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x, ldj = _to_physical(flow, energy, z)
+            x, ldj = to_physical(flow, energy, z)
             lw = -energy.action(x) + ldj + 0.5 * z.square().sum(red) - log_norm
             if sector is not None:
                 lw = lw + sector.log_weight(x)
             return lw, x
 
         def lw_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            return _value_and_grad(log_w, z)
+            return value_and_grad(log_w, z)
 
         if step_size is None:  # tune on the final target with independent particles: the estimate stays unbiased
 
@@ -248,7 +242,7 @@ def annealed_importance_sampling(
             left -= n
             z = torch.randn(n, *fes, dtype=dtype)
             lw, glw, x = lw_grad(z)
-            _check_start(z, lw, "annealed_importance_sampling")
+            check_start(z, lw, "annealed_importance_sampling")
             logW = torch.zeros(n, dtype=torch.float64)
             for k in range(1, K + 1):
                 b = float(betas[k])
@@ -262,7 +256,7 @@ def annealed_importance_sampling(
 
                 u, g = 0.5 * z.square().sum(red) - b * lw, z - b * glw
                 for _ in range(hmc_iterations):
-                    z, u, g, (lw, glw, x), acc, _, _, _ = _hmc_step(u_grad, z, u, g, (lw, glw, x), eps, num_leapfrog)
+                    z, u, g, (lw, glw, x), acc, _, _, _ = hmc_step(u_grad, z, u, g, (lw, glw, x), eps, num_leapfrog)
                     acc_sum[k - 1] += acc.sum() / hmc_iterations
                 bar.update(1)
             all_lw.append(logW)

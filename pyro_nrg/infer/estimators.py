@@ -20,6 +20,9 @@ from typing import Any
 import torch
 from pyro.ops.stats import fit_generalized_pareto
 
+from ..energies.base import Energy
+from ..errors import EventShapeError
+
 __all__ = [
     "FreeEnergyEstimate",
     "log_mean_exp",
@@ -35,8 +38,8 @@ __all__ = [
     "coverage_check",
     "ForwardKL",
     "forward_kl",
+    "check_proposal_fits",
 ]
-
 
 
 def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -108,17 +111,17 @@ class FreeEnergyEstimate:
     """Free-energy estimates from ``n`` flow samples (float64; ``F = -T ln Z``).
 
     Attributes:
-        fq, fq_err: variational free energy (an upper bound of F) and its standard error.
+        f_q, f_q_err: variational free energy (an upper bound of F) and its standard error.
         log_z, log_z_err: importance-sampled ln Z and its error; f_is, f_is_err = -T ln Z and its error.
         ess_fraction: Kish ESS / n; khat: PSIS Pareto k-hat.
-        exact_log_z: the exact reference if known (else None); then fq_rel_err / is_rel_err are relative
+        exact_log_z: the exact reference if known (else None); then f_q_rel_err / is_rel_err are relative
             errors of F_q and F_IS against exact F, and is_sigma the deviation of ln Z in units of its error.
     """
 
     n: int
     temperature: float
-    fq: float
-    fq_err: float
+    f_q: float
+    f_q_err: float
     log_z: float
     log_z_err: float
     f_is: float
@@ -126,7 +129,7 @@ class FreeEnergyEstimate:
     ess_fraction: float
     khat: float
     exact_log_z: float | None = None
-    fq_rel_err: float | None = None
+    f_q_rel_err: float | None = None
     is_rel_err: float | None = None
     is_sigma: float | None = None
 
@@ -142,14 +145,14 @@ def estimate_free_energy(
     lw = log_w.detach().to(torch.float64).reshape(-1)
     n = lw.numel()
     T = float(temperature)
-    fq = -T * lw.mean().item()
-    fq_err = T * lw.std(unbiased=True).item() / math.sqrt(n)
+    f_q = -T * lw.mean().item()
+    f_q_err = T * lw.std(unbiased=True).item() / math.sqrt(n)
     log_z, log_z_err = log_z_importance(lw, bootstrap=bootstrap)
     est = FreeEnergyEstimate(
         n=n,
         temperature=T,
-        fq=fq,
-        fq_err=fq_err,
+        f_q=f_q,
+        f_q_err=f_q_err,
         log_z=log_z,
         log_z_err=log_z_err,
         f_is=-T * log_z,
@@ -160,13 +163,27 @@ def estimate_free_energy(
     if exact_log_z is not None:
         f_exact = -T * exact_log_z
         est.exact_log_z = float(exact_log_z)
-        est.fq_rel_err = (fq - f_exact) / abs(f_exact)
+        est.f_q_rel_err = (f_q - f_exact) / abs(f_exact)
         est.is_rel_err = (est.f_is - f_exact) / abs(f_exact)
         est.is_sigma = (log_z - exact_log_z) / log_z_err if log_z_err > 0 else float("inf")
     return est
 
 
-def log_weights(energy: Any, q: Any, x: torch.Tensor) -> torch.Tensor:
+def check_proposal_fits(energy: Energy, q: Any) -> None:
+    """Raise :class:`EventShapeError` unless the distribution ``q`` has the energy's event shape.
+
+    Every log-weight :math:`-\beta E(x) - \\ln q(x)` evaluates both on the same ``x``.
+    """
+    qs, es = tuple(q.event_shape), tuple(energy.event_shape)
+    if qs != es:
+        raise EventShapeError(
+            f"the flow distribution has event shape {qs} but {type(energy).__name__} has configurations of shape "
+            f"{es}: use a flow trained for this lattice (e.g. distill(energy, neural_rg(L={es[0]}), ...)) and pass "
+            "guide.distribution()"
+        )
+
+
+def log_weights(energy: Energy, q: Any, x: torch.Tensor) -> torch.Tensor:
     r""":math:`\ln w(x) = -\beta E(x) - \ln q(x)` in float64, shape ``batch`` (the one definition every estimator,
     flow-MH and the coverage check use)."""
     return -energy.action(x).to(torch.float64) - q.log_prob(x).to(torch.float64)
@@ -174,7 +191,7 @@ def log_weights(energy: Any, q: Any, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_log_weights(
-    energy: Any, q: Any, n: int, batch_size: int = 4096
+    energy: Energy, q: Any, n: int, batch_size: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Draw ``n`` samples from ``q`` in batches; return ``x`` and :math:`\ln w = -\beta E(x) - \ln q(x)` (float64).
 
@@ -194,18 +211,15 @@ def sample_log_weights(
 
 
 @torch.no_grad()
-def importance_observables(energy: Any, x: torch.Tensor, log_w: torch.Tensor) -> dict[str, tuple[float, float]]:
-    """SNIS estimates ``name -> (mean, error)`` of :func:`pyro_nrg.diagnostics.observables` (m, |m|, m²,
+def importance_observables(energy: Energy, x: torch.Tensor, log_w: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """SNIS estimates ``name -> (mean, error)`` of :meth:`~pyro_nrg.energies.Energy.observables` (m, |m|, m²,
     energy per site, physical energy) from flow samples and their log-weights."""
-    from ..diagnostics import observables
-
-    return {name: snis_mean(v, log_w) for name, v in observables(energy, x).items()}
+    return {name: snis_mean(v, log_w) for name, v in energy.observables(x).items()}
 
 
-
-def _target_log_weights(energy: Any, q: Any, x_target: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _target_log_weights(energy: Energy, q: Any, x_target: torch.Tensor, batch_size: int) -> torch.Tensor:
     r""":math:`\ln w` (float64, shape ``(S,)``) of target draws of any leading shape, evaluated in batches."""
-    es = len(getattr(q, "event_shape", ()))
+    es = len(q.event_shape)
     xt = x_target.reshape(-1, *x_target.shape[x_target.dim() - es:]) if es else x_target.reshape(-1)
     return torch.cat([log_weights(energy, q, b) for b in xt.split(batch_size)])
 
@@ -242,7 +256,7 @@ class CoverageReport:
 
 @torch.no_grad()
 def coverage_check(
-    energy: Any, q: Any, x_target: torch.Tensor, n_proposal: int = 8192, threshold: float = 0.01,
+    energy: Energy, q: Any, x_target: torch.Tensor, n_proposal: int = 8192, threshold: float = 0.01,
     batch_size: int = 4096,
 ) -> CoverageReport:
     r"""Detect regions of the target that the flow (almost) never proposes — reverse-KL mode seeking.
@@ -251,7 +265,7 @@ def coverage_check(
     mass costs only :math:`-\ln(1-\epsilon)` nats of :math:`F_q/T`. Importance sampling and flow-MH are exact only
     in the limit, and cannot correct what :math:`q` never proposes in a practical run: both then agree with each
     other and are both biased (at the 2D Ising :math:`T_c` a flow can miss the disordered, :math:`m \approx 0`
-    configurations, ~8 % of :math:`p` at L=8, while :math:`F_q` is within 0.5 % of exact). Samples of :math:`p`
+    configurations while its :math:`F_q` is close to exact: ``benchmarks/coverage_exact.py``). Samples of :math:`p`
     from a sampler that does not rely on :math:`q`'s coverage (latent or physical HMC, or a reference Monte
     Carlo) expose the hole: their log-weights :math:`\ln w = -\beta E - \ln q` lie far above those of flow
     samples there.
@@ -266,7 +280,11 @@ def coverage_check(
 
     Returns:
         :class:`CoverageReport`.
+
+    Raises:
+        EventShapeError: ``q`` is a flow for another lattice than the energy's.
     """
+    check_proposal_fits(energy, q)
     lw_t = _target_log_weights(energy, q, x_target, batch_size)
     _, lw_q = sample_log_weights(energy, q, n_proposal, batch_size)
     lw_t, lw_q = lw_t[torch.isfinite(lw_t)], lw_q[torch.isfinite(lw_q)]
@@ -298,7 +316,7 @@ class ForwardKL:
 
 @torch.no_grad()
 def forward_kl(
-    energy: Any, q: Any, x_target: torch.Tensor, log_z: float | None = None, batch_size: int = 4096
+    energy: Energy, q: Any, x_target: torch.Tensor, log_z: float | None = None, batch_size: int = 4096
 ) -> ForwardKL:
     r"""Mass-covering divergence :math:`\mathrm{KL}(p\,\|\,q) = \mathbb E_{x\sim p}[\ln w(x)] - \ln Z` (nats).
 

@@ -110,7 +110,7 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
     summary: dict[str, Any] = {"study": args.study, "T": args.T, "steps": cfg.steps, "train_seconds": train_s,
                                "f_exact": F, "free_energy": est.to_dict(), "omega_sorted": w.tolist()}
     rows: list[Row] = [
-        ("variational F_q", fmt_value(est.fq, est.fq_err), f"{fmt_value(F)} exact", fmt_rel(est.fq, F, est.fq_err)),
+        ("variational F_q", fmt_value(est.f_q, est.f_q_err), f"{fmt_value(F)} exact", fmt_rel(est.f_q, F, est.f_q_err)),
         ("importance-sampled F", fmt_value(est.f_is, est.f_is_err), fmt_value(F), fmt_rel(est.f_is, F, est.f_is_err)),
         ("ESS/N, PSIS k-hat", f"{est.ess_fraction:.3f}, {est.khat:.2f}", "", ""),
     ]

@@ -79,9 +79,9 @@ def _fit(model: Any, q: torch.Tensor, args: argparse.Namespace, run: RunFolder, 
 
 
 def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
+    from ..analysis import mode_mutual_information
     from ..analysis.modes import latent_mode_path
     from ..data.alanine import AlanineSettings, alanine_fixture, load_alanine
-    from ..diagnostics import mode_mutual_information
     from ..distributions import pca_canonical_flow
     from ..infer.canonical import maxwell_boltzmann
     from ..plotting import plot_backbone_path, plot_ramachandran, plot_spectrum

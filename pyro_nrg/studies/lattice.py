@@ -26,13 +26,20 @@ from typing import Any
 
 import torch
 
-from ..diagnostics import sampling_efficiency, to_inference_data
+from ..analysis import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data
 from ..energies import ISING_TC, IsingRelaxed, Phi4, wolff_ising
 from ..errors import LatticeSizeError, NoExactSolutionError, NotPositiveDefiniteError
 from ..flows import NeuralRGConfig, neural_rg, normalized_flow_config
-from ..infer import annealed_importance_sampling, coverage_check, distill, flow_mh, forward_kl
+from ..infer import (
+    annealed_importance_sampling,
+    coverage_check,
+    distill,
+    flow_mh,
+    forward_kl,
+    latent_hmc_walkers,
+    physical_nuts,
+)
 from ..infer.distributed import init_from_environment
-from ..infer.latent import latent_hmc_walkers, physical_nuts
 from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 
 __all__ = ["add_lattice_options", "run_lattice_study"]
@@ -40,8 +47,6 @@ __all__ = ["add_lattice_options", "run_lattice_study"]
 logger = logging.getLogger("pyro_nrg")
 
 SAMPLERS = ("flow_mh", "latent_hmc", "physical_nuts")
-#: below this ESS (Vehtari et al. 2021 ask for 100 per chain) an ESS, and an efficiency ratio built on it, is noise
-MIN_RELIABLE_ESS = 100
 LABELS = {"flow_mh": "flow-MH", "latent_hmc": "latent HMC walkers", "physical_nuts": "physical NUTS"}
 
 
@@ -192,11 +197,11 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
         if rank != 0 or (d.step % check_every and d.step != d.config.steps):
             return
         est = d.estimate(2048)
-        c = {"step": d.step, "fq": est.fq, "fq_err": est.fq_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+        c = {"step": d.step, "fq": est.f_q, "fq_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
              "ess_fraction": est.ess_fraction, "khat": est.khat}
         checks.append(c)
         run.append_jsonl("checks.jsonl", c)
-        logger.info("step %d: F_q %.5f, F_IS %.5f ± %.5f, ESS/N %.3f", d.step, est.fq, est.f_is, est.f_is_err,
+        logger.info("step %d: F_q %.5f, F_IS %.5f ± %.5f, ESS/N %.3f", d.step, est.f_q, est.f_is, est.f_is_err,
                     est.ess_fraction)
 
     logger.info("distilling the NeuralRG flow (%d steps, batch %d) into %s", args.steps, args.batch, out)
@@ -252,7 +257,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
                           "acceptance": hmc.acceptance_rate}
     logger.info("flow-MH: %d walkers x %d steps, started from the HMC draws", args.mh_walkers, args.mh_steps)
     t1 = time.perf_counter()
-    mh = flow_mh(energy, q, n_walkers=args.mh_walkers, n_steps=args.mh_steps, warmup=0,
+    mh = flow_mh(energy, q, num_walkers=args.mh_walkers, num_samples=args.mh_steps, warmup_steps=0,
                  init=stationary_starts(hmc.samples, args.mh_walkers), keep_samples=True, progress=show)
     del hmc
     runs["flow_mh"] = {"idata": to_inference_data(mh, energy=energy, include_samples=args.save_configurations),
@@ -282,7 +287,7 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
         "free_energy_shift_mixture": None if est_sym is None else est_sym.to_dict(),
         "coverage": {**coverage.to_dict(), "reference_draws": ref_name},
         "kl_p_q": None if fkl is None else fkl.to_dict(),
-        "kl_q_p": None if f_exact is None else (est.fq - f_exact) / float(energy.temperature),
+        "kl_q_p": None if f_exact is None else (est.f_q - f_exact) / float(energy.temperature),
         "annealed_importance_sampling": None if ais is None else {
             **ais_est.to_dict(), "temperatures": args.ais_temperatures, "seconds": ais.seconds,
             "grad_evals_per_particle": ais.grad_evals_per_particle, "acceptance": float(ais.acceptance.mean())},
@@ -302,15 +307,15 @@ def run_lattice_study(args: argparse.Namespace) -> StudyOutcome | None:
     run.write_json("summary.json", summary)
 
     rows: list[Row] = [
-        ("variational F_q", fmt_value(est.fq, est.fq_err), fmt_value(f_exact) + (" exact" if f_exact else ""),
-         fmt_rel(est.fq, f_exact, est.fq_err)),
+        ("variational F_q", fmt_value(est.f_q, est.f_q_err), fmt_value(f_exact) + (" exact" if f_exact else ""),
+         fmt_rel(est.f_q, f_exact, est.f_q_err)),
         ("importance-sampled F", fmt_value(est.f_is, est.f_is_err), fmt_value(f_exact),
          fmt_rel(est.f_is, f_exact, est.f_is_err)),
         ("ESS/N, PSIS k-hat", f"{est.ess_fraction:.3f}, {est.khat:.2f}", "", ""),
     ]
     if est_sym is not None:
-        rows.append(("F_q of its mixture over shifts by 0/1 site", fmt_value(est_sym.fq, est_sym.fq_err),
-                     fmt_value(f_exact), fmt_rel(est_sym.fq, f_exact, est_sym.fq_err)))
+        rows.append(("F_q of its mixture over shifts by 0/1 site", fmt_value(est_sym.f_q, est_sym.f_q_err),
+                     fmt_value(f_exact), fmt_rel(est_sym.f_q, f_exact, est_sym.f_q_err)))
     if ais_est is not None:
         rows += [
             (f"annealed-IS F ({args.ais_temperatures} temperatures)", fmt_value(ais_est.f_is, ais_est.f_is_err),

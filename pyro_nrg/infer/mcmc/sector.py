@@ -27,11 +27,13 @@ from typing import Any
 
 import torch
 
-from ..distributions import Z2Symmetrized
-from ..errors import NotSymmetricError
-from .model import FlowGuide
+from ...distributions import Z2Symmetrized
+from ...energies.base import Energy
+from ...errors import NotSymmetricError
+from ..model import FlowGuide
+from ..pushforward import flow_event_shape, param_dtype, to_physical
 
-__all__ = ["Z2Sector", "fit_sector_sharpness"]
+__all__ = ["Z2Sector", "fit_sector_sharpness", "site_mean", "z2_default", "resolve_sector"]
 
 
 def site_mean(x: torch.Tensor, event_dims: int) -> torch.Tensor:
@@ -101,7 +103,9 @@ class Z2Sector:
         return x * sign.reshape(*batch, *([1] * self.event_dims))
 
     @classmethod
-    def fit(cls, flow: Any, energy: Any, num_samples: int = 512, check_symmetry: bool = True) -> Z2Sector:
+    def fit(
+        cls, flow: torch.distributions.Transform, energy: Energy, num_samples: int = 512, check_symmetry: bool = True
+    ) -> Z2Sector:
         r"""Fit :math:`\kappa` on ``num_samples`` draws :math:`g(z)`, :math:`z \sim \mathcal N(0, I)`, of the bare flow.
 
         Args:
@@ -113,12 +117,10 @@ class Z2Sector:
         Raises:
             NotSymmetricError: the energy is not :math:`Z_2`-symmetric on the flow's draws.
         """
-        from .latent import _flow_event_shape, _param_dtype, _to_physical
-
-        fes = _flow_event_shape(flow, energy)
+        fes = flow_event_shape(flow, energy)
         k = len(tuple(energy.event_shape))
         with torch.no_grad():
-            x, _ = _to_physical(flow, energy, torch.randn(num_samples, *fes, dtype=_param_dtype(flow)))
+            x, _ = to_physical(flow, energy, torch.randn(num_samples, *fes, dtype=param_dtype(flow)))
             if check_symmetry:
                 a, b = energy.action(x).double(), energy.action(-x).double()
                 tol = 1e-4 * (1.0 + a.abs())
@@ -134,7 +136,11 @@ class Z2Sector:
 
 
 def resolve_sector(
-    energy: Any, guide_or_flow: Any, flow: Any, z2_symmetric: bool | None, num_samples: int = 512
+    energy: Energy,
+    guide_or_flow: Any,
+    flow: torch.distributions.Transform,
+    z2_symmetric: bool | None,
+    num_samples: int = 512,
 ) -> Z2Sector | None:
     """The sector function a sampler uses, fitted on ``num_samples`` flow draws: ``None`` when ``z2_symmetric`` is
     off (``None``: follow the guide)."""

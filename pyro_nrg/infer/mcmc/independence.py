@@ -11,7 +11,7 @@ flow costs acceptance, never correctness (Li & Wang 2018; Albergo, Kanwar & Shan
 "Covering its support" is asymptotic. A flow trained by reverse KL can put next to no mass where :math:`p` has
 plenty (Ising at :math:`T_c`: the disordered configurations), and chains started from flow draws then reach that
 region only by proposing it, which does not happen in a practical run: the estimates are biased while every
-acceptance statistic looks healthy (``benchmarks/sampling.py``, L=16). Check with
+acceptance statistic looks healthy (``benchmarks/sampling.py``). Check with
 :func:`~pyro_nrg.infer.coverage_check`; the remedies are to start from draws of :math:`p` (``init=``) or to
 interleave the flow proposals with HMC moves, which reach what the flow misses
 (:func:`~pyro_nrg.infer.latent_hmc_walkers` with ``flow_jump_every=1``).
@@ -20,22 +20,26 @@ interleave the flow proposals with HMC moves, which reach what the flow misses
   ``pyro.infer.MCMC`` runs it and ``az.from_pyro`` reads it; the site may hold a batch of walkers
   ``(W, *event_shape)`` (one Pyro chain, W independent walkers).
 * :func:`flow_mh` runs W walkers in one vectorised batch and returns arrays with one chain per walker
-  (Pyro's MCMC has no vectorised chains); :func:`~pyro_nrg.diagnostics.to_inference_data` turns them into ArviZ.
+  (Pyro's MCMC has no vectorised chains) as a :class:`~pyro_nrg.infer.mcmc.results.SamplingResult`, which
+  :func:`pyro_nrg.analysis.to_inference_data` turns into ArviZ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 from typing import Any
 
 import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from tqdm.auto import tqdm
 
-from ..errors import EventShapeError, NonFiniteError
-from .estimators import log_weights
+from ...energies.base import Energy
+from ...errors import EventShapeError, NonFiniteError
+from ..estimators import check_proposal_fits, log_weights
+from .results import SamplingResult
+from .starts import check_sampler_sizes
 
-__all__ = ["FlowIndependenceMH", "FlowMHResult", "flow_mh"]
+__all__ = ["FlowIndependenceMH", "flow_mh"]
 
 
 class FlowIndependenceMH(MCMCKernel):
@@ -45,7 +49,7 @@ class FlowIndependenceMH(MCMCKernel):
         energy: target energy (``action(x) = beta E(x)``).
         proposal: distribution with ``sample`` and ``log_prob`` (e.g. ``guide.distribution()``).
         site: name of the configuration site in the samples.
-        n_walkers: if given, the state holds ``n_walkers`` independent walkers, shape ``(W, *event_shape)``.
+        num_walkers: if given, the state holds ``num_walkers`` independent walkers, shape ``(W, *event_shape)``.
 
     Example:
         >>> kernel = FlowIndependenceMH(energy, guide.distribution())           # doctest: +SKIP
@@ -53,11 +57,11 @@ class FlowIndependenceMH(MCMCKernel):
         >>> mcmc.run(); az.from_pyro(mcmc)                                      # doctest: +SKIP
     """
 
-    def __init__(self, energy: Any, proposal: Any, site: str = "x", n_walkers: int | None = None) -> None:
+    def __init__(self, energy: Energy, proposal: Any, site: str = "x", num_walkers: int | None = None) -> None:
         self.energy = energy
         self.proposal = proposal
         self.site = site
-        self.n_walkers = n_walkers
+        self.num_walkers = num_walkers
         self._x: torch.Tensor | None = None
         self._lw: torch.Tensor | None = None
         self._accepted = 0.0
@@ -67,7 +71,7 @@ class FlowIndependenceMH(MCMCKernel):
         self.transforms: dict[str, Any] = {}  # identity: no constrained sites
 
     def _shape(self) -> tuple[int, ...]:
-        return () if self.n_walkers is None else (self.n_walkers,)
+        return () if self.num_walkers is None else (self.num_walkers,)
 
     @torch.no_grad()
     def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None:
@@ -117,92 +121,115 @@ class FlowIndependenceMH(MCMCKernel):
         return {"acceptance rate": self.acceptance_rate, "divergences": []}
 
 
-@dataclass
-class FlowMHResult:
-    """Output of :func:`flow_mh`: ``samples`` ``(W, n_steps, *event)``, ``accepted`` ``(W, n_steps)`` booleans,
-    ``log_weight`` ``(W, n_steps)`` of the current states, and the overall acceptance rate."""
-
-    samples: torch.Tensor
-    accepted: torch.Tensor
-    log_weight: torch.Tensor
-    acceptance_rate: float
-
-
 @torch.no_grad()
 def flow_mh(
-    energy: Any,
+    energy: Energy,
     proposal: Any,
-    n_walkers: int = 64,
-    n_steps: int = 1000,
-    warmup: int = 100,
+    num_walkers: int = 64,
+    num_samples: int = 1000,
+    warmup_steps: int = 100,
     keep_samples: bool = True,
     progress: bool = False,
     init: torch.Tensor | None = None,
-) -> FlowMHResult:
-    r"""Run ``n_walkers`` independent flow-MH chains in one batch (one proposal batch per step).
+) -> SamplingResult:
+    r"""Run ``num_walkers`` independent flow-MH chains in one batch (one proposal batch per step).
 
-    Each walker starts from a proposal draw (or from ``init``); ``warmup`` steps are discarded.
+    Each walker starts from a proposal draw (or from ``init``); ``warmup_steps`` steps are discarded.
 
     Burn-in matters more than it seems: a walker that starts from :math:`q` is distributed as :math:`q`, not as
     :math:`p`, and it reaches the rare high-weight states that :math:`q` under-samples only by proposing them, so
     the bias of short chains decays slowly when the log-weights are heavy-tailed (PSIS :math:`\hat k > 0.5`,
-    see :func:`~pyro_nrg.infer.estimators.psis_khat`). Prefer fewer walkers with long chains (e.g. 64 × 2000)
-    over many short ones, and read the errors from ArviZ (``to_inference_data`` → ``az.mcse``), whose
-    autocorrelation estimate sees the sticky states of long chains.
+    see :func:`~pyro_nrg.infer.estimators.psis_khat`). Prefer fewer walkers with long chains over many short ones,
+    and read the errors from ArviZ (``to_inference_data`` → ``az.mcse``), whose autocorrelation estimate sees the
+    sticky states of long chains.
 
     Args:
         energy: target energy (``action(x) = beta E(x)``).
         proposal: distribution with ``sample`` and ``log_prob`` (e.g. ``guide.distribution()``).
-        n_walkers: independent chains, run as one batch.
-        n_steps: recorded steps per walker (after ``warmup``).
-        warmup: discarded steps per walker.
-        keep_samples: keep the configurations ``(W, n_steps, *event)`` (otherwise ``samples`` is empty).
+        num_walkers: independent chains, run as one batch.
+        num_samples: recorded steps per walker (after ``warmup_steps``).
+        warmup_steps: discarded steps per walker.
+        keep_samples: keep the configurations ``(W, num_samples, *event)`` (the observables are always kept).
         progress: a tqdm bar over steps showing the running acceptance.
-        init: starting configurations ``(n_walkers, *event_shape)`` instead of proposal draws. Started from draws
-            of :math:`p` itself (e.g. the last states of independent :func:`~pyro_nrg.infer.latent_hmc_walkers`),
-            every chain is stationary from its first step, so the estimate is unbiased at any length even where
-            :math:`q` misses part of :math:`p`: a walker that starts there holds its state until the flow proposes
-            something as likely, and ArviZ's between-chain variance turns that into an honest error bar.
+        init: starting configurations ``(num_walkers, *event_shape)`` instead of proposal draws. Started from
+            draws of :math:`p` itself (e.g. the last states of independent
+            :func:`~pyro_nrg.infer.latent_hmc_walkers`), every chain is stationary from its first step, so the
+            estimate is unbiased at any length even where :math:`q` misses part of :math:`p`: a walker that starts
+            there holds its state until the flow proposes something as likely, and ArviZ's between-chain variance
+            turns that into an honest error bar.
 
     Returns:
-        :class:`FlowMHResult`.
+        :class:`~pyro_nrg.infer.mcmc.results.SamplingResult` with ``method="flow_mh"``: ``accepted``
+        ``(W, num_samples)``, ``accept_prob`` (the same as 0/1), ``log_weight`` ``(W, num_samples)`` of the current
+        states, the observables, and ``samples`` ``(W, num_samples, *event)`` if kept.
 
     Raises:
-        EventShapeError: ``init`` does not have shape ``(n_walkers, *event_shape)``.
+        EventShapeError: ``init`` does not have shape ``(num_walkers, *event_shape)``, or the proposal is for
+            another lattice than the energy's.
         NonFiniteError: an ``init`` configuration has a NaN/inf log-weight.
+        SamplerSettingsError: ``num_walkers`` or ``num_samples`` below 1.
     """
+    check_sampler_sizes("flow_mh", num_walkers=num_walkers, num_samples=num_samples)
+    check_proposal_fits(energy, proposal)
+    t0 = time.perf_counter()
     event_dim = len(proposal.event_shape)
     if init is None:
-        x = proposal.sample((n_walkers,))
+        x = proposal.sample((num_walkers,))
     else:
-        want = (n_walkers, *proposal.event_shape)
+        want = (num_walkers, *proposal.event_shape)
         if tuple(init.shape) != want:
-            raise EventShapeError(f"init must have shape {want} (n_walkers, *event_shape), got {tuple(init.shape)}")
+            raise EventShapeError(f"init must have shape {want} (num_walkers, *event_shape), got {tuple(init.shape)}")
         x = init.detach().clone()
     lw = log_weights(energy, proposal, x)
     if init is not None and not bool(torch.isfinite(lw).all()):
         bad = int((~torch.isfinite(lw)).sum())
-        raise NonFiniteError(f"{bad} of {n_walkers} init configurations have a NaN/inf log-weight -beta E - ln q: "
+        raise NonFiniteError(f"{bad} of {num_walkers} init configurations have a NaN/inf log-weight -beta E - ln q: "
                              "start from finite configurations (or leave init=None to start from the flow)")
-    xs, accs, lws = [], [], []
+    xs, accs, lws, obs = [], [], [], []
     n_acc = 0.0
-    bar = tqdm(total=warmup + n_steps, disable=not progress, desc="flow-MH", leave=False)
-    for t in range(warmup + n_steps):
+    t_sample = time.perf_counter()
+    bar = tqdm(total=warmup_steps + num_samples, disable=not progress, desc="flow-MH", leave=False)
+    for t in range(warmup_steps + num_samples):
         bar.update(1)
-        xp = proposal.sample((n_walkers,))
+        if t == warmup_steps:
+            t_sample = time.perf_counter()
+        xp = proposal.sample((num_walkers,))
         lwp = log_weights(energy, proposal, xp)
-        log_u = torch.log(torch.rand(n_walkers, dtype=torch.float64, device=lwp.device))
+        log_u = torch.log(torch.rand(num_walkers, dtype=torch.float64, device=lwp.device))
         accept = (log_u < lwp - lw) & torch.isfinite(lwp)
         x = torch.where(accept.reshape(-1, *([1] * event_dim)), xp, x)
         lw = torch.where(accept, lwp, lw)
-        if t >= warmup:
-            n_acc += accept.to(torch.float64).mean().item()
-            if keep_samples:
-                xs.append(x)
-            accs.append(accept)
-            lws.append(lw)
-            if progress and t % 20 == 0:
-                bar.set_postfix(acc=f"{n_acc / (t - warmup + 1):.2f}", refresh=False)
+        if t < warmup_steps:
+            continue
+        n_acc += accept.to(torch.float64).mean().item()
+        if keep_samples:
+            xs.append(x)
+        else:
+            obs.append(energy.observables(x))
+        accs.append(accept)
+        lws.append(lw)
+        if progress and t % 20 == 0:
+            bar.set_postfix(acc=f"{n_acc / (t - warmup_steps + 1):.2f}", refresh=False)
     bar.close()
-    samples = torch.stack(xs, 1) if keep_samples else torch.empty(0)
-    return FlowMHResult(samples, torch.stack(accs, 1), torch.stack(lws, 1), n_acc / max(1, n_steps))
+    samples = torch.stack(xs, 1) if keep_samples else None
+    observables = (energy.observables(samples) if samples is not None
+                   else {k: torch.stack([o[k] for o in obs], 1) for k in obs[0]})
+    accepted = torch.stack(accs, 1)
+    W, D = accepted.shape
+    return SamplingResult(
+        method="flow_mh",
+        space="physical",
+        samples=samples,
+        latent=None,
+        observables=observables,
+        accept_prob=accepted.to(torch.float64),
+        accepted=accepted,
+        diverging=torch.zeros(W, D, dtype=torch.bool),
+        step_size=None,
+        num_grad_evals=torch.zeros(W, D, dtype=torch.int64),
+        warmup_grad_evals=torch.zeros(W, dtype=torch.int64),
+        log_weight=torch.stack(lws, 1),
+        seconds=time.perf_counter() - t0,
+        sample_seconds=time.perf_counter() - t_sample,
+        energy=energy,
+    )

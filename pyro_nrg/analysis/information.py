@@ -1,21 +1,11 @@
-r"""ArviZ conversion, physical observables, sampling efficiency, mutual information and receptive fields.
+r"""Mutual information and receptive fields: how independent the renormalized variables are, and what they control.
 
-* :func:`observables` — the physical observables of configurations: :math:`m`, :math:`|m|`, :math:`m^2` and the
-  energy per site (the energy's improved estimators ``magnetization``, ``m2_improved``, ``ising_energy_per_site``
-  when it has them, e.g. :class:`~pyro_nrg.energies.IsingRelaxed`), plus the physical energy :math:`E(x)`.
-* :func:`to_inference_data` — ``az.InferenceData`` from :func:`~pyro_nrg.infer.latent.latent_nuts`,
-  :func:`~pyro_nrg.infer.latent.latent_hmc_walkers` (one chain per walker), :func:`~pyro_nrg.infer.flow_mh` or a
-  raw ``(chains, draws, *event)`` tensor. ``posterior`` holds the observables (and, on request, the configurations
-  and latents); ``sample_stats`` holds ``acceptance_rate``, ``diverging``, ``step_size``, ``n_steps`` (gradient
-  evaluations per draw) and the physical energy as ``physical_energy`` (ArviZ reserves ``energy`` for the HMC
-  Hamiltonian, which Pyro does not expose).
-* :func:`sampling_efficiency` — ESS (ArviZ bulk ESS, rank-normalised split chains), integrated autocorrelation time
-  :math:`\tau = CD/\mathrm{ESS}`, Monte-Carlo standard error, ESS per second and per gradient evaluation.
 * :func:`mutual_information`, :func:`pairwise_mutual_information`, :func:`latent_mutual_information` — how
   independent the renormalized variables :math:`z = g^{-1}(x)`, :math:`x \sim p`, are compared to the physical
   variables (Li & Wang, PRL 121, 260601 (2018), Fig. 4 discusses the same question).
 * :func:`receptive_fields` — :math:`|\partial x / \partial z_j|` of the coarsest latents: the region of the
   lattice each renormalized variable controls.
+* :func:`mode_mutual_information` — between latent modes of a canonical flow and physical observables.
 
 Estimators of mutual information (nats):
 
@@ -33,7 +23,6 @@ Estimators of mutual information (nats):
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,12 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import EventShapeError
+from ..errors import EventShapeError
+from ..infer.pushforward import flow_of, forward_and_log_det
 
 __all__ = [
-    "observables",
-    "to_inference_data",
-    "sampling_efficiency",
     "mutual_information",
     "pairwise_mutual_information",
     "mutual_information_by_level",
@@ -56,200 +43,9 @@ __all__ = [
     "mode_mutual_information",
 ]
 
-OBSERVABLES = ("m", "abs_m", "m2", "energy_per_site")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# observables
-
-
-@torch.no_grad()
-def observables(energy: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    r"""Physical observables of configurations ``x`` ``(*batch, *event_shape)``, each float64 of shape ``batch``.
-
-    Returns ``m`` (``energy.magnetization`` or the site mean of ``x``), ``abs_m``, ``m2`` (``energy.m2_improved``
-    — for the relaxed Ising model the improved estimator whose mean is the exact Ising :math:`\langle m^2\rangle`
-    — or :math:`m^2`), ``energy_per_site`` (``energy.ising_energy_per_site`` or :math:`E(x)/N`) and
-    ``physical_energy`` :math:`E(x)`.
-    """
-    es = tuple(energy.event_shape)
-    k = len(es)
-    n = math.prod(es)
-    if tuple(x.shape[x.dim() - k:]) != es:
-        raise EventShapeError(f"configurations must have shape (*batch, {es}), got {tuple(x.shape)}")
-    m = energy.magnetization(x) if hasattr(energy, "magnetization") else x.flatten(x.dim() - k).mean(-1)
-    m2 = energy.m2_improved(x) if hasattr(energy, "m2_improved") else m.square()
-    e = energy.energy(x)
-    eps = energy.ising_energy_per_site(x) if hasattr(energy, "ising_energy_per_site") else e / n
-    out = {"m": m, "abs_m": m.abs(), "m2": m2, "energy_per_site": eps, "physical_energy": e}
-    return {key: v.detach().to(torch.float64) for key, v in out.items()}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# ArviZ
-
 
 def _np(t: Any) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-
-
-def _event_dims(prefix: str, shape: Sequence[int]) -> list[str]:
-    if len(shape) == 1:
-        return [f"{prefix}_site"]
-    if len(shape) == 2:
-        return [f"{prefix}_row", f"{prefix}_col"]
-    return [f"{prefix}_dim_{i}" for i in range(len(shape))]
-
-
-def to_inference_data(
-    result: Any,
-    energy: Any = None,
-    include_samples: bool = False,
-    include_latent: bool = False,
-    attrs: dict[str, Any] | None = None,
-) -> Any:
-    r"""An ``arviz.InferenceData`` of physical observables and sampler statistics, one chain per chain/walker.
-
-    Args:
-        result: a :class:`~pyro_nrg.infer.latent.SamplingResult` (``latent_nuts``, ``physical_nuts``,
-            ``latent_hmc_walkers``, ``physical_hmc_walkers``), a :class:`~pyro_nrg.infer.FlowMHResult`
-            (``samples`` ``(W, n_steps, *event)``, ``accepted`` ``(W, n_steps)``) or a tensor
-            ``(chains, draws, *event_shape)`` of configurations.
-        energy: the energy (needed for FlowMHResult and tensors; defaults to ``result.energy``).
-        include_samples: add the configurations to ``posterior`` as ``x`` (dims ``chain, draw, x_row, x_col``).
-        include_latent: add the latent draws as ``z`` (latent runs that kept them).
-        attrs: extra attributes (numbers/strings) stored on every group.
-
-    Returns:
-        ``az.InferenceData`` with ``posterior`` (``m, abs_m, m2, energy_per_site`` [``x``, ``z``]) and
-        ``sample_stats`` (``acceptance_rate, diverging, step_size, n_steps, physical_energy`` and, for latent runs,
-        ``renormalized_energy`` :math:`= \beta E_{\rm eff}`; for walkers with flow jumps ``flow_jump_accepted``;
-        for flow-MH ``log_weight``). ``az.summary``,
-        ``az.ess``, ``az.rhat`` (needs ≥ 2 chains), ``az.plot_trace``, ``az.plot_autocorr`` and ``to_netcdf`` work.
-    """
-    import arviz as az
-
-    energy = energy if energy is not None else getattr(result, "energy", None)
-    meta: dict[str, Any] = {"inference_library": "pyro_nrg"}
-    stats: dict[str, np.ndarray] = {}
-    post: dict[str, np.ndarray] = {}
-    dims: dict[str, list[str]] = {}
-    samples = None
-    if isinstance(result, torch.Tensor):
-        samples = result
-        if energy is None:
-            raise TypeError("to_inference_data(tensor) needs energy=...: the observables are computed from it")
-        obs = observables(energy, samples)
-        meta.update(method="samples")
-    elif hasattr(result, "observables") and hasattr(result, "accept_prob"):  # SamplingResult
-        samples = result.samples
-        obs = dict(result.observables)
-        if not obs:
-            if samples is None or energy is None:
-                raise ValueError("the result holds neither observables nor samples with an energy")
-            obs = observables(energy, samples)
-        stats["acceptance_rate"] = _np(result.accept_prob)
-        stats["diverging"] = _np(result.diverging).astype(bool)
-        stats["step_size"] = _np(result.step_size)
-        stats["n_steps"] = _np(result.num_grad_evals)
-        if result.accepted is not None:
-            stats["accepted"] = _np(result.accepted).astype(bool)
-        if getattr(result, "jump_accepted", None) is not None:
-            stats["flow_jump_accepted"] = _np(result.jump_accepted).astype(bool)
-        if result.renormalized_energy is not None:
-            stats["renormalized_energy"] = _np(result.renormalized_energy)
-        meta.update(
-            method=result.method,
-            space=result.space,
-            seconds=float(result.seconds),
-            sample_seconds=float(result.sample_seconds),
-            total_grad_evals=int(result.total_grad_evals),
-            warmup_grad_evals=int(result.warmup_grad_evals.sum()),
-        )
-        if include_latent and result.latent is not None:
-            post["z"] = _np(result.latent)
-            dims["z"] = _event_dims("z", result.latent.shape[2:])
-    elif hasattr(result, "accepted") and hasattr(result, "log_weight"):  # FlowMHResult
-        if energy is None:
-            raise TypeError("to_inference_data(FlowMHResult) needs energy=...: the result does not hold it")
-        samples = result.samples
-        if samples is None or samples.numel() == 0:
-            raise ValueError("this flow_mh result kept no samples: run flow_mh(..., keep_samples=True)")
-        obs = observables(energy, samples)
-        acc = _np(result.accepted).astype(np.float64)
-        stats["acceptance_rate"] = acc
-        stats["accepted"] = acc.astype(bool)
-        stats["diverging"] = np.zeros(acc.shape, dtype=bool)
-        stats["n_steps"] = np.zeros(acc.shape, dtype=np.int64)
-        stats["log_weight"] = _np(result.log_weight)
-        meta.update(method="flow_mh", space="physical", acceptance=float(result.acceptance_rate))
-    else:
-        raise TypeError(
-            f"cannot convert {type(result).__name__}: pass a SamplingResult (latent_nuts, latent_hmc_walkers...), a "
-            "FlowMHResult with energy=..., or a (chains, draws, *event) tensor with energy=..."
-        )
-    for name in OBSERVABLES:
-        post[name] = _np(obs[name])
-    stats["physical_energy"] = _np(obs["physical_energy"])
-    if include_samples:
-        if samples is None:
-            raise ValueError("no configurations were kept: rerun with keep_samples=True or include_samples=False")
-        post["x"] = _np(samples)
-        dims["x"] = _event_dims("x", samples.shape[2:])
-    if energy is not None:
-        meta["temperature"] = float(getattr(energy, "temperature", float("nan")))
-        meta["energy"] = type(energy).__name__
-        if hasattr(energy, "L"):
-            meta["L"] = int(energy.L)
-    meta.update(attrs or {})
-    with warnings.catch_warnings():  # many short walker chains are legitimate here
-        warnings.filterwarnings("ignore", message="More chains")
-        idata = az.from_dict(posterior=post, sample_stats=stats, dims=dims)
-    for group in idata.groups():  # from_dict(attrs=...) does not reach the groups in arviz 0.23
-        getattr(idata, group).attrs.update(meta)
-    return idata
-
-
-def sampling_efficiency(
-    data: Any,
-    var_names: Sequence[str] = ("m2", "energy_per_site"),
-    seconds: float | None = None,
-    grad_evals: int | None = None,
-) -> dict[str, dict[str, float | None]]:
-    r"""Mean, Monte-Carlo error, ESS and its cost for posterior variables.
-
-    For each variable: ``mean``, ``sd``, ``ess`` (ArviZ bulk ESS), ``mcse`` (``az.mcse`` of the mean, i.e.
-    :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}_{\rm mean}}`), ``tau`` (integrated autocorrelation time in draws,
-    :math:`CD/\mathrm{ESS}`), ``ess_per_second`` and ``ess_per_grad`` (``None`` when not known or zero).
-
-    Args:
-        data: ``InferenceData`` or anything :func:`to_inference_data` accepts.
-        seconds: sampling wall time (default: the ``sample_seconds`` attribute of a SamplingResult).
-        grad_evals: gradient evaluations of the sampling phase (default: ``total_grad_evals``).
-    """
-    import arviz as az
-
-    idata = data if isinstance(data, az.InferenceData) else to_inference_data(data)
-    a = dict(idata.posterior.attrs)
-    seconds = seconds if seconds is not None else a.get("sample_seconds")
-    grad_evals = grad_evals if grad_evals is not None else a.get("total_grad_evals")
-    out: dict[str, dict[str, float | None]] = {}
-    post = idata.posterior
-    for v in var_names:
-        arr = post[v].values
-        n = arr.shape[0] * arr.shape[1]
-        ess = float(az.ess(idata, var_names=[v], method="bulk")[v].values)
-        mcse = float(az.mcse(idata, var_names=[v], method="mean")[v].values)
-        out[v] = {
-            "mean": float(arr.mean()),
-            "sd": float(arr.std(ddof=1)),
-            "mcse": mcse,
-            "ess": ess,
-            "tau": n / ess if ess > 0 else float("inf"),
-            "ess_per_second": ess / seconds if seconds else None,
-            "ess_per_grad": ess / grad_evals if grad_evals else None,
-        }
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -325,8 +121,8 @@ def pairwise_mutual_information(
     r"""Mutual information of every pair of scalar variables: ``samples`` ``(n, d)`` → symmetric ``(d, d)`` (nats).
 
     The diagonal is set to NaN (self-information is infinite for continuous variables). At most ``max_samples``
-    rows are used (a random subset). KSG costs :math:`O(d^2 n\log n)` — about 10 s for :math:`d = 64,\ n = 4000`
-    on one core; use ``method="gaussian"`` for large lattices.
+    rows are used (a random subset). KSG costs :math:`O(d^2 n\log n)`; use ``method="gaussian"`` for large
+    lattices.
 
     Samples should be (nearly) independent draws — one per walker, or chains thinned by their autocorrelation
     time. A rejected Metropolis move repeats a state, and repeated points break nearest-neighbour estimators (they
@@ -424,15 +220,13 @@ def latent_mutual_information(
     physical ``x`` (mapped by the learned RG :math:`g^{-1}`) or latent ``z`` (mapped by :math:`g`), of shape
     ``(n, *event_shape)`` (or with extra leading dims, which are flattened).
     """
-    from .infer.latent import _flow_of
-
-    flow = _flow_of(guide_or_flow)
+    flow = flow_of(guide_or_flow)
     fes = tuple(flow.event_shape)
     if x is None and z is None:
         raise ValueError("pass equilibrium samples: physical x=... or latent z=...")
     if z is None:
         xx = x.reshape(-1, *fes)
-        zz = flow.inv(xx) if hasattr(flow, "inv") else flow.inverse_and_log_det(xx)[0]
+        zz = flow.inv(xx)
     else:
         zz = z.reshape(-1, *fes)
         xx = flow(zz)
@@ -479,9 +273,7 @@ def receptive_fields(
     Returns:
         ``fields`` ``(J, *event_shape)``, ``index`` ``(J,)`` flat latent indices and ``level`` ``(J,)``.
     """
-    from .infer.latent import _flow_of, _forward
-
-    flow = _flow_of(guide_or_flow)
+    flow = flow_of(guide_or_flow)
     fes = tuple(flow.event_shape)
     N = math.prod(fes)
     lev = flow.site_levels().reshape(-1) if hasattr(flow, "site_levels") else torch.zeros(N, dtype=torch.long)
@@ -499,7 +291,7 @@ def receptive_fields(
     v = v.reshape(J * B, *fes)
 
     def f(u: torch.Tensor) -> torch.Tensor:
-        return _forward(flow, u)[0]
+        return forward_and_log_det(flow, u)[0]
 
     with torch.enable_grad():
         _, jvp = torch.autograd.functional.jvp(f, zz, v)
@@ -553,3 +345,4 @@ def mode_mutual_information(
             vals.append(mutual_information(a, b, k=k, seed=seed))
         out[name] = np.array(vals)
     return out
+

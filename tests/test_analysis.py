@@ -15,10 +15,9 @@ matplotlib.use("Agg")
 
 from test_latent import trained_l4  # noqa: E402  (session-cached trained flow shared with test_latent)
 
-from pyro_nrg.diagnostics import (  # noqa: E402
+from pyro_nrg.analysis import (  # noqa: E402
     latent_mutual_information,
     mutual_information,
-    observables,
     pairwise_mutual_information,
     receptive_fields,
     sampling_efficiency,
@@ -27,8 +26,7 @@ from pyro_nrg.diagnostics import (  # noqa: E402
 from pyro_nrg.distributions import FlowDistribution  # noqa: E402
 from pyro_nrg.energies.ising import IsingRelaxed  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import flow_mh  # noqa: E402
-from pyro_nrg.infer.latent import latent_hmc_walkers, physical_nuts  # noqa: E402
+from pyro_nrg.infer import flow_mh, latent_hmc_walkers, physical_nuts  # noqa: E402
 from pyro_nrg.plotting import (  # noqa: E402
     plot_efficiency,
     plot_field_posteriors,
@@ -53,7 +51,7 @@ def _small_flow(perturb: bool = False):
 def test_observables_use_the_energy_estimators() -> None:
     energy = IsingRelaxed(4, 3.0)
     x = torch.randn(5, 4, 4)
-    obs = observables(energy, x)
+    obs = energy.observables(x)
     assert torch.allclose(obs["m2"], energy.m2_improved(x).double())
     assert torch.allclose(obs["energy_per_site"], energy.ising_energy_per_site(x).double())
     assert torch.allclose(obs["abs_m"], energy.magnetization(x).abs().double())
@@ -98,17 +96,19 @@ def test_inference_data_groups_variables_and_netcdf_roundtrip(tmp_path) -> None:
 def test_inference_data_from_flow_mh_tensor_and_nuts() -> None:
     energy = IsingRelaxed(4, 3.0)
     pyro.set_rng_seed(0)
-    mh = flow_mh(energy, FlowDistribution(_small_flow()), n_walkers=3, n_steps=12)
+    mh = flow_mh(energy, FlowDistribution(_small_flow()), num_walkers=3, num_samples=12)
     idata = to_inference_data(mh, energy=energy)
     assert idata.posterior["m2"].shape == (3, 12)
     assert {"acceptance_rate", "accepted", "log_weight", "physical_energy"} <= set(idata.sample_stats.data_vars)
+    assert mh.method == "flow_mh" and mh.accept_prob.shape == (3, 12) and mh.step_size is None
+    np.testing.assert_array_equal(to_inference_data(mh).posterior["m2"].values, idata.posterior["m2"].values)
     with pytest.raises(TypeError, match="energy"):
-        to_inference_data(mh)
+        to_inference_data(mh.samples)
     idata_t = to_inference_data(mh.samples, energy=energy, include_samples=True)
     np.testing.assert_allclose(idata_t.posterior["m2"].values, idata.posterior["m2"].values)
 
     res = physical_nuts(energy, num_samples=15, warmup_steps=15, num_chains=2)
-    idata_n = res.to_inference_data()
+    idata_n = to_inference_data(res)
     assert idata_n.posterior["m"].shape == (2, 15)
     assert (idata_n.sample_stats["n_steps"].values >= 1).all()
     eff = sampling_efficiency(idata_n)
@@ -139,7 +139,7 @@ def test_latents_nearly_independent_physical_spins_not(tmp_path) -> None:
     energy, guide = trained_l4()
     pyro.set_rng_seed(5)
     # the last state of 2000 flow-MH walkers: independent equilibrium draws x ~ p
-    x = flow_mh(energy, guide.distribution(), n_walkers=2000, n_steps=10).samples[:, -1]
+    x = flow_mh(energy, guide.distribution(), num_walkers=2000, num_samples=10).samples[:, -1]
     rep = latent_mutual_information(guide, x=x, method="ksg", max_samples=2000)
     s = rep.summary
     assert s["physical_nearest_neighbour"] > 0.05
