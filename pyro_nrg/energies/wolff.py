@@ -7,8 +7,9 @@ thousand updates give :math:`\langle m^2\rangle` to a fraction of a percent on :
 estimators of :class:`~pyro_nrg.energies.IsingRelaxed` (``m2_improved``, ``ising_energy_per_site``) have the
 same expectations, so the two are directly comparable.
 
-Pure Python with a precomputed neighbour table (no compiled code). The mean cluster fraction :math:`\langle|C|\rangle/N` is itself an improved
-estimator of :math:`\langle m^2\rangle` (Wolff 1989) and is returned as a cross-check.
+Pure Python with a precomputed neighbour table (no compiled code). The mean cluster fraction
+:math:`\langle|C|\rangle/N` is itself an improved estimator of :math:`\langle m^2\rangle` (Wolff 1989) and is
+returned as a cross-check.
 """
 
 from __future__ import annotations
