@@ -3,7 +3,7 @@
 1. MD cost: ns of 2-fs Langevin dynamics per wall-clock minute for OpenMM's Reference and CPU platforms (vacuum and
    OBC implicit solvent), one thread, measured side by side in this run.
 2. Data: by default the data set shipped with the package (pyro_nrg.data.alanine_dataset: 3 x 250 ns of vacuum
-   Langevin dynamics at 300 K from the C7eq, C5 and C7ax basins, a frame every 10 ps; made by alanine_md.py);
+   Langevin dynamics at 300 K from the C7eq, C5 and C7ax basins, a frame every 20 ps; made by alanine_md.py);
    --data generate runs --duration-ns of MD instead (pyro_nrg.data.load_alanine, cached). 10 heavy atoms aligned
    (Kabsch), 24 mass-weighted internal coordinates, Maxwell-Boltzmann momenta at 300 K. How often each basin is
    visited, per run, and I(phi; psi) inside the data are reported: they bound how cleanly two modes can split

@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--duration-ns", type=float, default=250.0, help="length of each run")
     ap.add_argument("--platform", default="Reference")
     ap.add_argument("--save-every-ps", type=float, default=2.0, help="frame interval of the cached runs")
-    ap.add_argument("--ship-every-ps", type=float, default=10.0, help="frame interval of the shipped file")
+    ap.add_argument("--ship-every-ps", type=float, default=20.0, help="frame interval of the shipped file")
     ap.add_argument("--out", type=Path, default=None, help="default: pyro_nrg/data/alanine_<solvent>.npz")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--quick", action="store_true")
