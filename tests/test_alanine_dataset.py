@@ -84,6 +84,13 @@ def test_shipped_vacuum_data_set():
     np.testing.assert_allclose(np.cos(psi), np.cos(traj.psi[:100]), atol=1e-4)
 
 
+def test_shipped_implicit_data_set():
+    traj = al.alanine_dataset("implicit")
+    assert traj.settings.solvent == "implicit" and traj.n_frames == 3000
+    assert [r.duration_ns for r in traj.run_settings] == [2.0, 2.0, 2.0]
+    assert [r.start_dihedrals for r in traj.run_settings] == list(al.START_BASINS.values())
+
+
 def test_restrained_start_reaches_the_basin():
     pytest.importorskip("openmm")
     s = al.AlanineSettings(duration_ns=0.005, save_every_ps=1.0, equilibration_ps=0.0, start_dihedrals=(70, -70))

@@ -475,6 +475,11 @@ DATASETS: dict[str, dict[str, str]] = {
         "checksum": "a472618fe65b3f314154084b8ed6c0a71db5f852cf18ae660aed9ed471879ad4",
         "description": "3 x 250 ns vacuum, 300 K, from C7eq, C5 and C7ax; a frame every 20 ps (37 500 frames)",
     },
+    "implicit": {
+        "file": "alanine_implicit.npz",
+        "checksum": "1ce1983ebc56426f7d89ea63ed95c60a8f2ea3990e47ebdd27dca2b8b94e9978",
+        "description": "3 x 2 ns OBC implicit solvent (CPU platform), 300 K, same starts; a frame every 2 ps (3000)",
+    },
 }
 
 
@@ -487,6 +492,8 @@ def alanine_dataset(solvent: str = "vacuum") -> AlanineTrajectory:
 
     ``"vacuum"``: three independent 250 ns Langevin runs at 300 K from the C7eq, C5 and C7ax basins
     (:data:`START_BASINS`), one frame every 20 ps, float32 positions (made by ``benchmarks/alanine_md.py``).
+    ``"implicit"``: the same three starts in OBC implicit solvent, 2 ns each (what this project's CPU made beside
+    the vacuum runs), one frame every 2 ps. :data:`DATASETS` describes each.
     The checksum stored in the file is verified on load and compared with :data:`DATASETS`.
 
     Raises:
