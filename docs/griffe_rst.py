@@ -76,8 +76,8 @@ def _literal_markers(lines: list[str]) -> list[str]:
 def _target(obj: griffe.Object, name: str, public: dict[str, str]) -> str:
     """Documented path for a role target written relative to ``obj`` (unchanged when it cannot be resolved).
 
-    A name defined in a private submodule and re-exported by a package (``pyro_nrg.infer.distill.distill``) is
-    documented under the package (``pyro_nrg.infer.distill``): ``public`` maps the first to the second.
+    A name defined in a private submodule and re-exported by a package (``pyro_nrg.infer.flow_mh.flow_mh``) is
+    documented under the package (``pyro_nrg.infer.flow_mh``): ``public`` maps the first to the second.
     """
     head, _, tail = name.partition(".")
     if head not in _ROOTS:
@@ -101,9 +101,9 @@ def _target(obj: griffe.Object, name: str, public: dict[str, str]) -> str:
 def _public_paths(pkg: griffe.Module) -> dict[str, str]:
     """Canonical path -> documented path, for the names in the ``__all__`` of the package's subpackages/modules.
 
-    Griffe keeps a submodule over a same-named imported function (``pyro_nrg.infer.distill`` is the module, not
-    the function ``distill`` that ``pyro_nrg.infer`` re-exports); such functions are documented under their
-    canonical path (``pyro_nrg.infer.distill.distill``, see docs/api/infer.md), and the shadowed name maps there.
+    Griffe keeps a submodule over a same-named imported function (``pyro_nrg.infer.flow_mh`` is the module, not
+    the function ``flow_mh`` that ``pyro_nrg.infer`` re-exports); such functions are documented under their
+    canonical path (``pyro_nrg.infer.flow_mh.flow_mh``, see docs/api/infer.md), and the shadowed name maps there.
     """
     public: dict[str, str] = {}
     modules = [m for m in pkg.modules.values() if not m.is_alias]

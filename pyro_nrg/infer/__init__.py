@@ -12,7 +12,7 @@ from .canonical import (
     maxwell_boltzmann,
 )
 from .cubature import RefineResult, quadratic_free_energy, refine_quadratic, sigma_points
-from .distill import (
+from .distillation import (
     DistillConfig,
     Distiller,
     DistillResult,
