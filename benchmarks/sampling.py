@@ -52,7 +52,7 @@ from _common import table, write_result  # noqa: E402
 from pyro_nrg.analysis import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data  # noqa: E402
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
 from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import (  # noqa: E402  # noqa: E402
+from pyro_nrg.infer import (  # noqa: E402
     DistillConfig,
     Distiller,
     coverage_check,
@@ -61,7 +61,7 @@ from pyro_nrg.infer import (  # noqa: E402  # noqa: E402
     latent_nuts,
     physical_nuts,
 )
-from pyro_nrg.studies.lattice import stationary_starts  # noqa: E402
+from pyro_nrg.infer.starts import stationary_starts  # noqa: E402
 
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "latent_hmc_flow_jumps", "flow_mh",
            "flow_mh_stationary_start")

@@ -12,9 +12,15 @@ report. Other studies are subcommands::
     pyro-nrg alanine                        # alanine dipeptide slow modes (OpenMM MD, cached)
     pyro-nrg digits                         # 8x8 digits: bits/dim, compression vs PCA
 
-Exit codes: 0 success, 2 bad option or impossible configuration, 3 training diverged, 4 checkpoint problem
-(e.g. an existing run folder without --resume), 130 interrupted (the last checkpoint survives: rerun with
-``--resume --out DIR``).
+The studies are one table, :data:`STUDIES`: name → typed config (:mod:`pyro_nrg.studies.config`, whose fields
+are the options), run function and help. Every option is validated before a folder is created; options may
+come before or after the study name (``pyro-nrg --L 4 ising`` is ``pyro-nrg ising --L 4``).
+
+Exit codes: 0 success; 2 bad option or impossible configuration (nothing is written); 3 training diverged (the
+message names the last checkpoint, written before the divergence, or says there is none); 4 run-folder or
+checkpoint problem (an existing run without ``--resume``, a folder in use by another process, a damaged
+checkpoint or a checkpoint of another model); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): the message says
+whether a checkpoint exists and how to continue.
 
 Distributed training of the lattice studies (each rank draws --batch samples; gradients averaged; rank 0 writes
 the run folder)::
@@ -25,41 +31,108 @@ the run folder)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .errors import CheckpointError, ConfigMismatchError, PyroNRGError, TrainingDivergedError
-from .studies.canonical import add_canonical_options, run_canonical_study
-from .studies.demos import add_demo_options, run_demo_study
-from .studies.lattice import add_lattice_options, run_lattice_study
+from .errors import (
+    CheckpointError,
+    ConfigMismatchError,
+    PyroNRGError,
+    RunFolderError,
+    RunFolderLockedError,
+    StudyConfigError,
+    TrainingDivergedError,
+)
+from .studies.canonical import run_canonical_study
+from .studies.config import STUDY_CONFIGS, StudyConfig, option_flags
+from .studies.demos import run_demo_study
+from .studies.lattice import checkpoint_step, run_lattice_study
+from .studies.report import RunFolder, StudyOutcome, read_json_file
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Study", "STUDIES", "EXIT_CODES"]
 
 logger = logging.getLogger("pyro_nrg")
 
-EPILOG = """exit codes: 0 success, 2 bad option or impossible configuration, 3 training diverged,
-4 checkpoint problem (existing run folder without --resume, or a checkpoint of another model), 130 interrupted."""
+EXIT_CODES = {"ok": 0, "bad option": 2, "diverged": 3, "run folder or checkpoint": 4, "interrupted": 130,
+              "terminated": 143}
+"""The exit codes of ``pyro-nrg`` (documented in the README)."""
+
+EPILOG = """options may come before or after the study name. exit codes: 0 success, 2 bad option or impossible
+configuration (nothing written), 3 training diverged, 4 run-folder or checkpoint problem (existing run without
+--resume, folder in use by another process, damaged checkpoint or one of another model), 130 interrupted,
+143 terminated."""
 
 
-def _common(p: argparse.ArgumentParser, default_dtype: str = "float32") -> None:
-    g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=default_dtype,
-                   help=f"floating-point type of the flow and energy (default {default_dtype})")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for these small networks, and robust on shared "
-                   "machines)")
-    g.add_argument("--out", type=Path, default=None,
-                   help="run folder (default runs/<study>-<settings>-<date-time>)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint, with the flow it was made with "
-                        "(lattice studies)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or log messages; only the summary")
+@dataclass(frozen=True)
+class Study:
+    """One row of the study table: the typed config (its fields are the options), the run function, help."""
+
+    config: type[StudyConfig]
+    run: Callable[[Any, RunFolder | None], StudyOutcome | None]
+    help: str
+    description: str
+
+
+STUDIES: dict[str, Study] = {
+    "ising": Study(STUDY_CONFIGS["ising"], run_lattice_study,
+                   "2D/1D Ising model via its Gaussian relaxation (the default study)",
+                   "NeuralRG study of the Ising model (Hubbard-Stratonovich relaxation): distil, estimate F against "
+                   "Kaufman's exact value, sample three ways, report."),
+    "phi4": Study(STUDY_CONFIGS["phi4"], run_lattice_study,
+                  "lattice phi^4 field theory (hopping convention; exact F at lam=0)",
+                  "NeuralRG study of lattice phi^4, S = sum_x [-2 kappa sum_mu phi_x phi_(x+mu) + phi_x^2 + "
+                  "lam (phi_x^2 - 1)^2]."),
+    "chain": Study(STUDY_CONFIGS["chain"], run_canonical_study,
+                   "harmonic chain with fixed ends: learned spectrum and normal modes vs exact",
+                   "Neural canonical transformation study: harmonic chain with fixed ends, learned spectrum and "
+                   "normal modes vs exact."),
+    "ring": Study(STUDY_CONFIGS["ring"], run_canonical_study,
+                  "2D ring potential: free energy and radius/angle latent coordinates",
+                  "Neural canonical transformation study: 2D ring potential, free energy and radius/angle latent "
+                  "coordinates."),
+    "alanine": Study(STUDY_CONFIGS["alanine"], run_demo_study,
+                     "alanine dipeptide from OpenMM MD: slow modes vs the backbone dihedrals (needs the md extra)",
+                     "Neural canonical transformation by density estimation: alanine dipeptide from OpenMM MD, slow "
+                     "modes vs the backbone dihedrals."),
+    "digits": Study(STUDY_CONFIGS["digits"], run_demo_study,
+                    "8x8 digits: test bits/dim and compression onto the slowest modes vs PCA",
+                    "Neural canonical transformation by density estimation: 8x8 digits, test bits/dim and "
+                    "compression onto the slowest modes vs PCA."),
+}
+"""Study name → :class:`Study` (the one table of the command)."""
+
+DEFAULT_STUDY = "ising"
+
+
+def _add_options(p: argparse.ArgumentParser, config: type[StudyConfig]) -> None:
+    """One option per config field, defaults suppressed (the config holds them), so that an option given before
+    the study name is not replaced by the study parser's default."""
+    groups: dict[str, Any] = {}
+    for f in fields(config):
+        meta = f.metadata
+        g = groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+        default = f.default if f.default is not MISSING else None
+        shown = meta.get("default_text") or (format(default, "g") if isinstance(default, float) else default)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            kw.update(action="store_true", help=meta["help"])
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split("|")[0].strip(), str)
+            kw.update(type=kind, help=f"{meta['help']} (default {shown})")
+            if meta.get("choices"):
+                kw["choices"] = meta["choices"]
+            if kind is not str:
+                kw["metavar"] = f.name.upper() if len(f.name) > 1 else f.name
+        g.add_argument(*option_flags(f), **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,34 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         allow_abbrev=False,
     )
-    add_lattice_options(p, "ising")
-    _common(p)
+    _add_options(p, STUDIES[DEFAULT_STUDY].config)
     sub = p.add_subparsers(dest="study", metavar="STUDY")
-    ising = sub.add_parser("ising", help="2D/1D Ising model via its Gaussian relaxation (the default study)",
-                           description="NeuralRG study of the Ising model (Hubbard-Stratonovich relaxation): "
-                           "distil, estimate F against Kaufman's exact value, sample three ways, report.",
-                           epilog=EPILOG, allow_abbrev=False)
-    add_lattice_options(ising, "ising")
-    _common(ising)
-    phi4 = sub.add_parser("phi4", help="lattice phi^4 field theory (hopping convention; exact F at lam=0)",
-                          description="NeuralRG study of lattice phi^4, S = sum_x [-2 kappa sum_mu phi_x "
-                          "phi_(x+mu) + phi_x^2 + lam (phi_x^2 - 1)^2].", epilog=EPILOG,
-                          allow_abbrev=False)
-    add_lattice_options(phi4, "phi4")
-    _common(phi4)
-    for name, desc in (("chain", "harmonic chain with fixed ends: learned spectrum and normal modes vs exact"),
-                       ("ring", "2D ring potential: free energy and radius/angle latent coordinates")):
-        c = sub.add_parser(name, help=desc, description=f"Neural canonical transformation study: {desc}.",
-                           epilog=EPILOG, allow_abbrev=False)
-        add_canonical_options(c, name)
-        _common(c, default_dtype="float64" if name == "chain" else "float32")
-    for name, desc in (("alanine", "alanine dipeptide from OpenMM MD: slow modes vs the backbone dihedrals "
-                                   "(needs the md extra)"),
-                       ("digits", "8x8 digits: test bits/dim and compression onto the slowest modes vs PCA")):
-        c = sub.add_parser(name, help=desc, description=f"Neural canonical transformation by density estimation: "
-                           f"{desc}.", epilog=EPILOG, allow_abbrev=False)
-        add_demo_options(c, name)
-        _common(c)
+    for name, study in STUDIES.items():
+        sp = sub.add_parser(name, help=study.help, description=study.description, epilog=EPILOG,
+                            allow_abbrev=False)
+        _add_options(sp, study.config)
     return p
 
 
@@ -108,40 +159,139 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
-def _default_out(args: argparse.Namespace) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    tag = {"ising": lambda: f"L{args.L}", "phi4": lambda: f"L{args.L}", "chain": lambda: f"n{args.n}",
-           "ring": lambda: "T" + format(args.T, "g"), "digits": lambda: f"b{args.blocks}",
-           "alanine": lambda: "fixture" if args.fixture else f"{args.duration_ns:g}ns"}[args.study]()
-    return Path("runs") / f"{args.study}-{tag}-{stamp}"
+def _exit_code(exc: PyroNRGError) -> int:
+    if isinstance(exc, TrainingDivergedError):
+        return 3
+    if isinstance(exc, CheckpointError | ConfigMismatchError):  # RunFolderLockedError included
+        return 4
+    return 2  # StudyConfigError, RunFolderError and every other impossible configuration
+
+
+def _default_out(config: StudyConfig) -> Path:
+    base = Path("runs") / f"{config.study}-{config.tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 1
+    while out.exists():  # two runs started in the same second: a fresh folder each
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _stored_options(study: str, out: Path) -> dict[str, Any]:
+    """The ``options.json`` of the run to resume in ``out`` (checked to be this study's)."""
+    path = out / "options.json"
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume in {out}: no options.json there (drop --resume)")
+    stored = read_json_file(path)
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path} is damaged (not a JSON object): restore it, or start a new run elsewhere")
+    if stored.get("study", study) != study:
+        raise CheckpointError(f"{out} holds a {stored['study']} run: resume it with pyro-nrg {stored['study']} "
+                              f"--out {out} --resume")
+    if "batch" in stored and "batch_size" not in stored:  # written by versions before the typed config
+        stored["batch_size"] = stored.pop("batch")
+    return stored
+
+
+def configure(study: str, given: dict[str, Any]) -> StudyConfig:
+    """The validated config of ``study`` from the options ``given`` on the command line (and, with ``--resume``,
+    the run's own ``options.json`` under them). Raises the named error of the first problem; writes nothing."""
+    cls = STUDIES[study].config
+    if given.get("resume") and not cls.resumable:
+        raise CheckpointError(f"{study} runs are short and not resumable: rerun without --resume")
+    if given.get("resume") and given.get("out") is None:
+        raise StudyConfigError("--resume needs the folder of the run to continue: add --out DIR")
+    stored = None
+    if given.get("resume") and Path(given["out"]).is_dir():
+        stored = _stored_options(study, Path(given["out"]))
+        asked, made = given.get("dtype"), stored.get("dtype")
+        if asked is not None and made is not None and asked != made:
+            raise ConfigMismatchError(
+                f"the run in {given['out']} was made with --dtype {made}; resuming it as {asked} would convert its "
+                f"checkpoint: drop --dtype to continue in {made}, or start a new run with --dtype {asked}")
+    config = cls.from_options(given, stored)
+    return config.validate()
+
+
+def _checkpoint_note(study: str, out: Path | None) -> str:
+    """What an interrupted run leaves: the checkpoint and its step, or that there is none, and how to go on."""
+    if out is None:
+        return "nothing was written"
+    if not STUDIES[study].config.resumable:
+        return f"{study} runs are not resumable: rerun in another --out (or delete {out})"
+    step = checkpoint_step(out)
+    if step is None:
+        return (f"no checkpoint was written yet, so training restarts from step 0 with pyro-nrg {study} --out {out} "
+                "--resume")
+    return f"the last checkpoint ({out / 'checkpoint.pt'}, step {step}) is intact: continue with pyro-nrg {study} " \
+           f"--out {out} --resume"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run stops as on Ctrl-C (checkpoints and logs stay whole)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyro-nrg``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    args.study = args.study or "ising"
+    given = vars(build_parser().parse_args(argv))
+    study = given.pop("study", None) or DEFAULT_STUDY
     # our own progress messages only: the root logger stays at WARNING (third-party INFO chatter is noise)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("pyro_nrg").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logging.getLogger("pyro_nrg").setLevel(logging.WARNING if given.get("quiet") else logging.INFO)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # font-fallback chatter is noise
-    if args.out is None:
-        args.out = _default_out(args)
-    if args.threads < 1:
-        return _fail(f"--threads must be >= 1, got {args.threads}", 2)
-    torch.set_num_threads(args.threads)
-    run = {"chain": run_canonical_study, "ring": run_canonical_study, "alanine": run_demo_study,
-           "digits": run_demo_study}.get(args.study, run_lattice_study)
-    try:
-        outcome = run(args)
-    except TrainingDivergedError as exc:
-        return _fail(str(exc), 3)
-    except (CheckpointError, ConfigMismatchError) as exc:
-        return _fail(str(exc), 4)
-    except PyroNRGError as exc:
-        return _fail(str(exc), 2)
-    except KeyboardInterrupt:
-        return _fail(f"interrupted; the last checkpoint in {args.out} is intact: continue with "
-                     f"pyro-nrg {args.study} --out {args.out} --resume (same options)", 130)
+    out: Path | None = None
+    folder: RunFolder | None = None
+    config: Any = None
+    with _sigterm_raises():
+        try:
+            config = configure(study, given)
+            torch.set_num_threads(config.threads)
+            rank, world = 0, 1
+            if config.resumable:  # the lattice studies may run under torchrun
+                from .infer.distributed import init_from_environment
+
+                rank, world = init_from_environment()
+            out = Path(config.out) if config.out is not None else _default_out(config)
+            if world > 1:  # every rank uses rank 0's folder
+                box = [str(out)]
+                torch.distributed.broadcast_object_list(box, src=0)
+                out = Path(box[0])
+            config.out = str(out)
+            if rank == 0:
+                folder = RunFolder(out, resume=config.resume)
+                if not config.resume:
+                    folder.write_json("options.json", config.to_dict())
+            outcome = STUDIES[study].run(config, folder)
+        except TrainingDivergedError as exc:
+            return _fail(f"{exc} (this run: --lr {config.lr:g})", 3)
+        except (RunFolderLockedError, RunFolderError, StudyConfigError) as exc:
+            return _fail(str(exc), _exit_code(exc))
+        except PyroNRGError as exc:
+            code = _exit_code(exc)
+            if code == 2 and folder is not None:
+                folder.discard_unstarted()  # an impossible configuration: the corrected rerun may use this --out
+            return _fail(str(exc), code)
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            return _fail(f"{what}; {_checkpoint_note(study, out if folder is not None else None)}", code)
+        finally:
+            if folder is not None:
+                folder.close()
     if outcome is not None:  # rank 0 (or a single process)
         print("\n" + outcome.table)
         print(f"\nreport: {outcome.report}")

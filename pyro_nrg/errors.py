@@ -25,6 +25,9 @@ __all__ = [
     "DataSettingsError",
     "MissingDependencyError",
     "SamplerSettingsError",
+    "StudyConfigError",
+    "RunFolderError",
+    "RunFolderLockedError",
 ]
 
 
@@ -67,7 +70,9 @@ class DiskFullError(PyroNRGError, OSError):
 
 
 class TrainingDivergedError(PyroNRGError, RuntimeError):
-    """Training produced a NaN/inf loss; the last good checkpoint is kept intact."""
+    """Training diverged (a NaN/inf loss or gradient, a free energy far above its running median, or a gradient
+    norm beyond the limit); the parameters of the failing step were not applied and the last checkpoint, written
+    before the divergence, is kept."""
 
 
 class NotNormalizableError(PyroNRGError, ValueError):
@@ -102,3 +107,15 @@ class MissingDependencyError(PyroNRGError, ImportError):
 
 class SamplerSettingsError(PyroNRGError, ValueError):
     """Sampler settings that cannot be used (a step size that is not > 0, no draws, no walkers...)."""
+
+
+class StudyConfigError(PyroNRGError, ValueError):
+    """An option of a ``pyro-nrg`` study that cannot be used (checked before anything is written)."""
+
+
+class RunFolderError(PyroNRGError, OSError):
+    """A run folder (``--out``) that cannot be created or written: a file, under a file, read-only, virtual."""
+
+
+class RunFolderLockedError(CheckpointError):
+    """The run folder is in use by another process (its lock file names the owner's pid and host)."""

@@ -104,11 +104,11 @@ def test_cli_help_explains_every_study(capsys) -> None:
 def test_cli_refuses_impossible_configs_with_a_message(tmp_path: Path, capsys) -> None:
     assert main(["--L", "12", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "power of 2" in err and "L=8 or L=16" in err
+    assert "power of 2" in err and "--L 8 or --L 16" in err
     assert main(["--T", "-1", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "temperature" in capsys.readouterr().err
     assert main(["--translations", "0", "--out", str(tmp_path / "z"), "--quiet"]) == 2
-    assert "--translations must be between 1" in capsys.readouterr().err
+    assert "--translations must be an integer in [1, 8]" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--steps", "many"])
     assert exc.value.code == 2
@@ -126,7 +126,7 @@ def test_cli_refused_resume_keeps_the_runs_options(tmp_path: Path, capsys) -> No
     out = tmp_path / "run"
     assert main([*TINY, "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert main([*TINY, "--T", "3.0", "--out", str(out), "--resume"]) == 4  # another model than the checkpoint's
+    assert main([*TINY, "--T", "3.0", "--steps", "9", "--out", str(out), "--resume"]) == 4  # another model
     err = capsys.readouterr().err
     assert "error" in err and "checkpoint" in err.lower(), err
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -142,8 +142,8 @@ def test_cli_resume_uses_the_runs_own_flow(tmp_path: Path, caplog) -> None:
     cfg = json.loads((out / "config.json").read_text())
     cfg["flow"] = {k: v for k, v in cfg["flow"].items() if not k.startswith(("head", "coupling"))}
     (out / "config.json").write_text(json.dumps(cfg))
-    with caplog.at_level("WARNING", logger="pyro_nrg"):
-        assert main([*TINY, "--out", str(out), "--resume"]) == 0
+    with caplog.at_level("WARNING", logger="pyro_nrg"):  # (without --head the resume would take the run's own)
+        assert main([*TINY, "--head", "tanh", "--out", str(out), "--resume"]) == 0
     assert "head='none'" in caplog.text and "head='tanh'" in caplog.text
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
     assert json.loads((out / "config.json").read_text())["flow"]["head"] == "none"
@@ -159,7 +159,7 @@ def test_readme_quick_start_runs() -> None:
 def test_flow_mh_starts_are_distinct_late_draws_of_every_chain() -> None:
     import torch
 
-    from pyro_nrg.studies.lattice import stationary_starts
+    from pyro_nrg.infer.starts import stationary_starts
 
     draws = torch.arange(3 * 10 * 2, dtype=torch.float64).reshape(3, 10, 2)
     starts = stationary_starts(draws, 7)

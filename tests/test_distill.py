@@ -129,7 +129,7 @@ class NaNAfter(IsingRelaxed):
 
 def test_nan_energy_stops_with_named_error_and_keeps_checkpoint(tmp_path) -> None:
     energy = NaNAfter(after=4)
-    with pytest.raises(TrainingDivergedError, match="non-finite loss at step 3"):
+    with pytest.raises(TrainingDivergedError, match="diverged at step 4: non-finite loss"):
         distill(energy, _small_flow(), steps=10, batch=16, checkpoint_every=2, checkpoint_dir=tmp_path,
                 progress=False)
     blob = load_checkpoint(tmp_path / "checkpoint.pt")

@@ -25,12 +25,13 @@ import json
 import logging
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pyro
 import torch
@@ -38,7 +39,13 @@ from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from ..distributions import FlowDistribution
-from ..errors import CheckpointError, ConfigMismatchError, TrainingDivergedError
+from ..errors import (
+    CheckpointError,
+    ConfigMismatchError,
+    InverseNotConvergedError,
+    NonFiniteError,
+    TrainingDivergedError,
+)
 from ..flows import flow_config, normalized_flow_config
 from ..io import atomic_torch_save, write_json
 from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
@@ -52,12 +59,14 @@ __all__ = [
     "distill",
     "energy_config",
     "load_checkpoint",
+    "checkpoint_step",
 ]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "pyro_nrg.distill/1"
 HISTORY_KEYS = ("step", "fq", "fq_err", "loss", "lr", "grad_norm", "seconds")
+CHECKPOINT_KEYS = ("step", "flow", "optimizer", "scheduler", "rng_torch", "history", "config")
 
 
 @dataclass
@@ -84,6 +93,13 @@ class DistillConfig:
         gradient: ``"reparam"`` (Pyro's plain reparameterised ELBO gradient) or ``"path"`` (path gradient /
             sticking the landing: drops the zero-mean score term; lower variance near convergence, one more inverse
             pass per step).
+        divergence_factor: divergence test of every step (``None`` = only NaN/inf): the step's F_q above the
+            median of the last ``divergence_window`` steps by more than ``divergence_factor`` times
+            :math:`|\\text{median}| + T N + 10\\,\\text{MAD}` (:math:`N` sites, MAD the window's median absolute
+            deviation) is a divergence — a finite blow-up such as F_q jumping by orders of magnitude (from the second
+            step on).
+        divergence_window: steps of the running median.
+        max_grad_norm: a gradient norm (before clipping) above this is a divergence (``None`` = no limit).
         shards: independent sample streams per step, each of ``batch`` samples with its own RNG stream (seeded
             ``seed * 1000 + k``); the loss is their mean, so the effective batch is ``shards * batch``. Under
             ``torchrun`` (DistributedDataParallel) each rank draws shard ``rank`` and ``shards`` equals the world
@@ -105,6 +121,9 @@ class DistillConfig:
     shards: int = 1
     translations: int = 1
     point_group: bool = False
+    divergence_factor: float | None = 10.0
+    divergence_window: int = 50
+    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.gradient not in ("reparam", "path"):
@@ -117,6 +136,14 @@ class DistillConfig:
             raise ValueError(f"shards must be >= 1, got {self.shards}")
         if int(self.steps) < 0 or int(self.batch) < 2:
             raise ValueError(f"need steps >= 0 and batch >= 2, got steps={self.steps}, batch={self.batch}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
+        if int(self.checkpoint_every) < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.divergence_factor is not None and not self.divergence_factor > 0:
+            raise ValueError(f"divergence_factor must be > 0 or None (off), got {self.divergence_factor}")
+        if int(self.divergence_window) < 1:
+            raise ValueError(f"divergence_window must be >= 1 step, got {self.divergence_window}")
 
 
 class FreeEnergyELBO(Trace_ELBO):
@@ -266,6 +293,10 @@ class Distiller:
         self.step = 0
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
         self._caching = _caching_modules(flow)
+        self._n_sites = math.prod(tuple(energy.event_shape))
+        self.checkpoint_step: int | None = None
+        """Step of the last checkpoint written (or loaded) by this run (``None``: none yet)."""
+        self._pending: dict[str, Any] | None = None
 
     # --- configuration ---------------------------------------------------------------------------------------
     def run_config(self) -> dict[str, Any]:
@@ -278,16 +309,19 @@ class Distiller:
 
     # --- one step ----------------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        """One optimisation step; returns the record appended to the history."""
+        """One optimisation step; returns the record appended to the history.
+
+        Raises:
+            TrainingDivergedError: the loss or gradient is not finite, the step's F_q is far above its running
+                median, or the gradient norm is beyond ``max_grad_norm``; the update is not applied.
+        """
         t0 = time.perf_counter()
         T = float(self.energy.temperature)
         loss, lw = self._sharded_loss()
         if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
-            raise TrainingDivergedError(
-                f"non-finite loss at step {self.step} (loss={float(loss):.4g}); parameters were not updated and the "
-                f"last good checkpoint {self._ckpt_path() or '(none: pass checkpoint_dir=...)'} is intact. Lower the "
-                "learning rate, enable clip_norm, or use float64"
-            )
+            self._diverged(f"non-finite loss (loss={float(loss):.4g})")
+        fq = -T * lw.mean().item()
+        self._check_fq(fq, T)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -295,17 +329,19 @@ class Distiller:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingDivergedError(
-                f"non-finite gradient at step {self.step}; parameters were not updated and the last good checkpoint "
-                f"{self._ckpt_path() or '(none)'} is intact. Lower the learning rate or use float64"
-            )
+            self._diverged("non-finite gradient")
+        if self.config.max_grad_norm is not None and grad_norm > self.config.max_grad_norm:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._diverged(f"gradient norm {grad_norm:.4g} above max_grad_norm={self.config.max_grad_norm:g}")
+        if self._pending is not None:  # the parameters of the due checkpoint passed this step's checks: save it
+            self._write_pending()
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         record = {
             "step": float(self.step),
-            "fq": -T * lw.mean().item(),
+            "fq": fq,
             "fq_err": T * lw.std().item() / math.sqrt(lw.numel()),
             "loss": float(loss.detach()),
             "lr": float(lr),
@@ -317,6 +353,34 @@ class Distiller:
         # free the autograd graph held by the transform caches
         self._clear_caches()
         return record
+
+    def _check_fq(self, fq: float, T: float) -> None:
+        """Raise if ``fq`` is far above the running median of the last steps' F_q (a finite blow-up)."""
+        factor = self.config.divergence_factor
+        recent = self.history["fq"][-int(self.config.divergence_window):]
+        if factor is None or not recent:
+            return
+        med = statistics.median(recent)
+        mad = statistics.median(abs(v - med) for v in recent)
+        scale = abs(med) + T * self._n_sites + 10 * mad
+        if fq - med > factor * scale:
+            self._diverged(f"F_q = {fq:.4g}, far above the median {med:.4g} of the last {len(recent)} steps")
+
+    def _diverged(self, what: str) -> NoReturn:
+        self._clear_caches()
+        self._pending = None  # the parameters of a checkpoint still due made this: never write it
+        if self.checkpoint_dir is None:
+            kept = "no checkpoint is written by this run (pass checkpoint_dir=... for one)"
+        elif self.checkpoint_step is None:
+            kept = (f"no checkpoint was written before it (the first is due at step {self.config.checkpoint_every}), "
+                    "so there is nothing to resume from")
+        else:
+            kept = (f"the last checkpoint, {self._ckpt_path()} (step {self.checkpoint_step}), was written before "
+                    "the divergence and is kept")
+        raise TrainingDivergedError(
+            f"training diverged at step {self.step + 1}: {what}; this step's update was not applied and {kept}. "
+            "Lower the learning rate, keep gradient clipping on (clip_norm), or use float64"
+        )
 
     def _clear_caches(self) -> None:
         """Drop the transforms' cached (z, x, log-det) triples (they hold the step's autograd graph)."""
@@ -334,6 +398,10 @@ class Distiller:
         try:
             with self.guide.direct_parameters():  # we optimise flow.parameters() ourselves: skip Pyro's param calls
                 loss = self.loss_module()
+        except (NonFiniteError, InverseNotConvergedError) as exc:
+            if self.step == 0:  # the untrained flow: not a divergence but a model that cannot be evaluated
+                raise
+            self._diverged(f"the flow's samples are no longer usable ({type(exc).__name__}: {_first_line(exc)})")
         except ValueError as exc:  # Pyro's argument validation meets the NaN first
             if "invalid values" not in str(exc):
                 raise
@@ -398,19 +466,46 @@ class Distiller:
                 bar.update(1)
                 bar.set_postfix(fq=f"{record['fq']:.4f}", lr=f"{record['lr']:.1e}")
                 self._append_metrics(record)
-                stop = any(bool(cb(self, record)) for cb in callbacks)
+                try:
+                    stop = any(bool(cb(self, record)) for cb in callbacks)
+                except (NonFiniteError, InverseNotConvergedError) as exc:  # e.g. a check's samples of these params
+                    self.step -= 1  # (for the message: the parameters of this step are the ones that fail)
+                    self._diverged(f"the flow's samples are no longer usable ({type(exc).__name__}: "
+                                   f"{_first_line(exc)})")
                 if fixed is None and self.config.steps != target:
                     target = self.config.steps
                     bar.total = target
                 if self.checkpoint_dir is not None and (
                     self.step % self.config.checkpoint_every == 0 or self.step == target or stop
                 ):
-                    self.save_checkpoint()
+                    self._pending = self.state()  # written once the next step has checked these parameters
                 if stop:
                     break
+            if self._pending is not None:  # the end: check the final parameters once, off the RNG stream
+                self._validate_final()
+                self._write_pending()
         finally:
+            self._pending = None
             bar.close()
         return self.history
+
+    def _validate_final(self) -> None:
+        """Evaluate the final parameters' loss once (no update, RNG streams restored), so that the last checkpoint
+        too holds parameters that passed the divergence checks."""
+        shard_rng = None if self.shard_rng is None else [t.clone() for t in self.shard_rng]
+        on_cpu = all(p.device.type == "cpu" for p in self.flow.parameters())
+        with torch.random.fork_rng(**({"devices": []} if on_cpu else {})), torch.no_grad():
+            loss, lw = self._sharded_loss()
+            if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
+                self._diverged(f"non-finite loss of the final parameters (loss={float(loss):.4g})")
+            self._check_fq(-float(self.energy.temperature) * lw.mean().item(), float(self.energy.temperature))
+        self.shard_rng = shard_rng
+        self._clear_caches()
+
+    def _write_pending(self) -> None:
+        state, self._pending = self._pending, None
+        assert state is not None
+        self._write_state(state)
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def _ckpt_path(self) -> Path | None:
@@ -424,8 +519,8 @@ class Distiller:
             fh.write(json.dumps(record) + "\n")
 
     def state(self) -> dict[str, Any]:
-        """The checkpoint payload (tensors and plain containers only)."""
-        return {
+        """The checkpoint payload (tensors and plain containers only): a snapshot, unchanged by later steps."""
+        return copy.deepcopy({
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "flow": self.flow.state_dict(),
@@ -436,20 +531,26 @@ class Distiller:
             "world_size": self.world_size,
             "history": self.history,
             "config": self.run_config(),
-        }
+        })
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the checkpoint atomically (temp file + rename) and ``config.json`` beside it."""
         path = Path(path) if path is not None else self._ckpt_path()
         if path is None:
             raise CheckpointError("no checkpoint path: pass checkpoint_dir=... or a path")
-        state = self.state()  # collective under torchrun: every rank takes part, rank 0 writes
+        return self._write_state(self.state(), path)  # state(): collective under torchrun
+
+    def _write_state(self, state: dict[str, Any], path: Path | None = None) -> Path:
+        path = path if path is not None else self._ckpt_path()
+        assert path is not None
         if self.rank != 0:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(state, path)
-        write_json(path.parent / "config.json", self.run_config())
-        logger.debug("checkpoint at step %d written to %s", self.step, path)
+        write_json(path.parent / "config.json", state["config"])
+        if path == self._ckpt_path():
+            self.checkpoint_step = int(state["step"])
+        logger.debug("checkpoint at step %d written to %s", state["step"], path)
         return path
 
     def load_checkpoint(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -470,11 +571,24 @@ class Distiller:
                 f"checkpoint {path} was made for a different model ({'; '.join(diffs)}): rebuild the energy and flow "
                 "with the checkpoint's config.json, or start a fresh run in another folder"
             )
-        self.flow.load_state_dict(blob["flow"])
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        torch.set_rng_state(blob["rng_torch"])
+        try:
+            self.flow.load_state_dict(blob["flow"])
+            self.optimizer.load_state_dict(blob["optimizer"])
+            self.scheduler.load_state_dict(blob["scheduler"])
+            torch.set_rng_state(blob["rng_torch"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this flow ({_first_line(exc)}): it is damaged or was written by "
+                "another version; it is left as it is: start a new run in another folder"
+            ) from None
         self.step = int(blob["step"])
+        self.checkpoint_step = self.step
+        if self.scheduler.base_lrs and self.scheduler.base_lrs[0] != self.config.lr:  # a new peak rate asked for
+            logger.info("resuming with peak learning rate %g (the checkpoint's run had %g)", self.config.lr,
+                        self.scheduler.base_lrs[0])
+            self.scheduler.base_lrs = [self.config.lr] * len(self.scheduler.base_lrs)
+            for group, lam in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True):
+                group["lr"] = self.config.lr * lam(self.scheduler.last_epoch)
         if self.shard_rng is not None:
             saved = blob.get("rng_shards")
             if saved is not None and len(saved) == len(self.shard_rng):
@@ -574,13 +688,44 @@ def load_checkpoint(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     """Load a distillation checkpoint as data (``weights_only=True``) and check its format."""
     if path is None or not Path(path).exists():
         raise CheckpointError(f"no checkpoint at {path}: start without resume, or point to an existing run folder")
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file: point to its checkpoint.pt")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with a clear message
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {_first_line(exc)}): the file is damaged or not "
+            "a pyro_nrg checkpoint, and it is not loaded as code (it may come from anywhere); it is left as it is: "
+            "start a new run in another folder, or restore the file"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a pyro_nrg distillation checkpoint (format {CHECKPOINT_FORMAT})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in blob]
+    if missing or not isinstance(blob.get("history"), dict) or not isinstance(blob.get("config"), dict):
+        raise CheckpointError(f"checkpoint {path} is incomplete (missing {', '.join(missing) or 'history/config'}): "
+                              "it is damaged or was written by another version; start a new run in another folder")
     return blob
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
+    """The step of the checkpoint at ``path`` (a file, or a run folder holding ``checkpoint.pt``); ``None`` if
+    there is none or it cannot be read."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    try:
+        return int(load_checkpoint(path)["step"])
+    except (CheckpointError, TypeError, ValueError):
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, without any advice to load the file as code (torch's
+    "weights_only=False" hint must not be followed for a file of unknown origin)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "weights_only" not in ln]
+    return lines[0] if lines else type(exc).__name__
 
 
 def distill(
@@ -616,7 +761,9 @@ def distill(
         :class:`DistillResult` with ``history`` (``step, fq, fq_err, loss, lr, grad_norm, seconds`` per step).
 
     Raises:
-        TrainingDivergedError: NaN/inf loss or gradient (the last checkpoint stays intact).
+        TrainingDivergedError: NaN/inf loss or gradient, a finite blow-up of F_q, or a gradient norm beyond
+            ``max_grad_norm`` (:attr:`DistillConfig.divergence_factor`); the last checkpoint, written before the
+            divergence, is kept, and the message names it or says there is none.
         ConfigMismatchError: ``resume`` with a checkpoint of another model.
     """
     cfg = config or DistillConfig(steps=steps, batch=batch, lr=lr, **config_overrides)

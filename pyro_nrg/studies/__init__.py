@@ -5,16 +5,21 @@
   (``pyro-nrg chain|ring``).
 * :mod:`pyro_nrg.studies.demos` — density estimation on alanine dipeptide MD and on digits
   (``pyro-nrg alanine|digits``).
-* :mod:`pyro_nrg.studies.report` — run folders, Markdown reports and console tables.
+* :mod:`pyro_nrg.studies.config` — the typed, validated configuration of each study (its fields are the options).
+* :mod:`pyro_nrg.studies.report` — run folders (owned by one process at a time), Markdown reports, console tables.
 
-Each ``run_*_study(args)`` takes the parsed command-line options (:func:`pyro_nrg.cli.build_parser`), writes the
-run folder and returns a :class:`~pyro_nrg.studies.report.StudyOutcome` (report path, summary table, summary
-dict); from Python, call ``pyro_nrg.cli.main([...])`` with the same arguments as the command.
+Each ``run_*_study(config, run)`` takes a validated config (:mod:`pyro_nrg.studies.config`) and a
+:class:`~pyro_nrg.studies.report.RunFolder`, writes the run and returns a
+:class:`~pyro_nrg.studies.report.StudyOutcome` (report path, summary table, summary dict); from Python, call
+``pyro_nrg.cli.main([...])`` with the same arguments as the command, or the phases of
+:mod:`pyro_nrg.studies.lattice` one by one.
 """
 
 from .canonical import run_canonical_study
+from .config import STUDY_CONFIGS, StudyConfig
 from .demos import run_demo_study
 from .lattice import run_lattice_study
 from .report import RunFolder, StudyOutcome
 
-__all__ = ["run_lattice_study", "run_canonical_study", "run_demo_study", "RunFolder", "StudyOutcome"]
+__all__ = ["run_lattice_study", "run_canonical_study", "run_demo_study", "RunFolder", "StudyOutcome",
+           "StudyConfig", "STUDY_CONFIGS"]

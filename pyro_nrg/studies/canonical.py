@@ -15,7 +15,6 @@ resumable.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -27,66 +26,45 @@ import torch
 from ..analysis.modes import best_latent_correlation
 from ..distributions import CanonicalFlow, canonical_flow
 from ..energies import HarmonicChain, RingHamiltonian, velocity_verlet
-from ..errors import CheckpointError
 from ..infer.canonical import VariationalConfig, canonical_free_energy, fit_variational
 from ..io import atomic_torch_save
 from ..transforms.symplectic import polar_symplectic_flow
+from .config import ChainStudyConfig, RingStudyConfig
 from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 
-__all__ = ["add_canonical_options", "run_canonical_study"]
+__all__ = ["run_canonical_study"]
 
 logger = logging.getLogger("pyro_nrg")
 
 
-def add_canonical_options(p: argparse.ArgumentParser, system: str) -> None:
-    """Options of the ``ring`` / ``chain`` studies."""
-    g = p.add_argument_group("system")
-    g.add_argument("--T", type=float, default=1.0, help="temperature (default 1)")
-    if system == "chain":
-        g.add_argument("--n", type=int, default=16, help="particles (default 16)")
-        g.add_argument("--kappa", type=float, default=1.0, help="spring constant (default 1)")
-        steps, batch, lr = 1500, 256, 1e-2
+def _model(opts: ChainStudyConfig | RingStudyConfig) -> tuple[Any, CanonicalFlow, VariationalConfig]:
+    log_every = max(1, opts.steps // 20)
+    if opts.study == "chain":
+        H: Any = HarmonicChain(opts.n, kappa=opts.kappa, mass=1.0, temperature=opts.T)
+        model = canonical_flow(opts.n, temperature=opts.T, n_blocks=0)
+        cfg = VariationalConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
+                                warmup=min(100, opts.steps // 10), final_lr_ratio=0.1, log_every=log_every,
+                                seed=opts.seed)
     else:
-        g.add_argument("--blocks", type=int, default=2, help="nonlinear symplectic blocks (default 2)")
-        g.add_argument("--hidden", type=int, default=64, help="hidden width of the RealNVP networks (default 64)")
-        steps, batch, lr = 1500, 512, 5e-3
-    t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int, default=steps, help=f"SVI steps (default {steps})")
-    t.add_argument("--batch", type=int, default=batch, help=f"samples per step (default {batch})")
-    t.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
-    t.add_argument("--eval-samples", type=int, default=20000,
-                   help="samples for the final free-energy estimate (default 20000)")
+        H = RingHamiltonian(temperature=opts.T)
+        flow = polar_symplectic_flow(n_blocks=opts.blocks, n_couplings=2, hidden=opts.hidden, log_radius=math.log(2.0))
+        model = CanonicalFlow(flow, 2, temperature=opts.T)
+        cfg = VariationalConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
+                                warmup=min(100, opts.steps // 10), final_lr_ratio=0.01, log_every=log_every,
+                                seed=opts.seed, path_gradient=True)
+    dtype = getattr(torch, opts.dtype)
+    return H.to(device=opts.device, dtype=dtype), model.to(device=opts.device, dtype=dtype), cfg
 
 
-def _model(args: argparse.Namespace) -> tuple[Any, CanonicalFlow, VariationalConfig]:
-    log_every = max(1, args.steps // 20)
-    if args.study == "chain":
-        H: Any = HarmonicChain(args.n, kappa=args.kappa, mass=1.0, temperature=args.T)
-        model = canonical_flow(args.n, temperature=args.T, n_blocks=0)
-        cfg = VariationalConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=min(100, args.steps // 10),
-                                final_lr_ratio=0.1, log_every=log_every, seed=args.seed)
-    else:
-        H = RingHamiltonian(temperature=args.T)
-        flow = polar_symplectic_flow(n_blocks=args.blocks, n_couplings=2, hidden=args.hidden, log_radius=math.log(2.0))
-        model = CanonicalFlow(flow, 2, temperature=args.T)
-        cfg = VariationalConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=min(100, args.steps // 10),
-                                final_lr_ratio=0.01, log_every=log_every, seed=args.seed, path_gradient=True)
-    dtype = getattr(torch, args.dtype)
-    return H.to(device=args.device, dtype=dtype), model.to(device=args.device, dtype=dtype), cfg
-
-
-def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
-    """Run the ``ring``/``chain`` study described by the parsed options."""
+def run_canonical_study(opts: ChainStudyConfig | RingStudyConfig, run: RunFolder) -> StudyOutcome:
+    """Run the ``ring``/``chain`` study of a validated config into the run folder ``run`` (created, locked and
+    given ``options.json`` by the caller)."""
     from .. import plotting
 
-    if args.resume:
-        raise CheckpointError(f"{args.study} runs are short and not resumable: rerun without --resume")
-    torch.manual_seed(args.seed)
-    H, model, cfg = _model(args)
-    run = RunFolder(args.out)
-    run.write_json("options.json", {k: v for k, v in vars(args).items() if k != "func"})
-    run.write_json("config.json", {"system": args.study, "variational": cfg.__dict__})
-    show = not args.quiet and sys.stderr.isatty()
+    torch.manual_seed(opts.seed)
+    H, model, cfg = _model(opts)
+    run.write_json("config.json", {"system": opts.study, "variational": cfg.__dict__})
+    show = not opts.quiet and sys.stderr.isatty()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, disable=not show, desc="variational F", leave=False)
@@ -102,12 +80,12 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
     train_s = time.perf_counter() - t0
     for i, (f, e) in enumerate(zip(hist.f_q, hist.f_q_stderr, strict=True)):
         run.append_jsonl("metrics.jsonl", {"step": i + 1, "fq": f, "fq_err": e, "lr": hist.lr[i]})
-    atomic_torch_save({"model": model.state_dict(), "options": {k: str(v) for k, v in vars(args).items()
-                                                                if k != "func"}}, run.file("model.pt"))
+    atomic_torch_save({"model": model.state_dict(), "options": {k: str(v) for k, v in opts.to_dict().items()}},
+                      run.file("model.pt"))
     F = float(H.free_energy())
-    est = canonical_free_energy(model, H, n_samples=args.eval_samples, seed=args.seed + 1)
+    est = canonical_free_energy(model, H, n_samples=opts.eval_samples, seed=opts.seed + 1)
     w, order = model.frequencies()
-    summary: dict[str, Any] = {"study": args.study, "T": args.T, "steps": cfg.steps, "train_seconds": train_s,
+    summary: dict[str, Any] = {"study": opts.study, "T": opts.T, "steps": cfg.steps, "train_seconds": train_s,
                                "f_exact": F, "free_energy": est.to_dict(), "omega_sorted": w.tolist()}
     rows: list[Row] = [
         ("variational F_q", fmt_value(est.f_q, est.f_q_err), f"{fmt_value(F)} exact", fmt_rel(est.f_q, F, est.f_q_err)),
@@ -117,13 +95,13 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
     history = {"step": list(range(1, len(hist.f_q) + 1)), "fq": hist.f_q}
     figs = [("Free energy during training", run.save_figure("training.png", plotting.plot_training(history, (), F)),
              "Per-step variational free energy F_q and its running mean against the exact F; right: relative error.")]
-    if args.study == "chain":
+    if opts.study == "chain":
         exact_w = H.frequencies().cpu()
         rel = ((w.cpu() - exact_w) / exact_w).abs()
         prof = model.mode_profiles().detach().cpu()
         modes = H.normal_modes().cpu()
         overlap = (prof / prof.norm(dim=0) * modes / modes.norm(dim=0)).sum(0).abs()
-        x0 = H.sample(4, generator=torch.Generator().manual_seed(args.seed + 2)).to(w.dtype)
+        x0 = H.sample(4, generator=torch.Generator().manual_seed(opts.seed + 2)).to(w.dtype)
         dt, n_steps, every = 0.01, 1000, 100
         ref = velocity_verlet(H, x0, dt, n_steps, record_every=every)
         times = torch.arange(ref.shape[0], dtype=x0.dtype) * dt * every
@@ -133,7 +111,7 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
         summary.update(omega_exact=exact_w.tolist(), max_omega_rel_err=float(rel.max()),
                        slowest_mode_overlaps=overlap[:4].tolist(), dynamics_max_rel_dev=dyn,
                        dynamics_t_max=float(times[-1]))
-        rows += [("max |ω_k - exact| / exact", f"{float(rel.max()):.2e}", f"{args.n} modes", ""),
+        rows += [("max |ω_k - exact| / exact", f"{float(rel.max()):.2e}", f"{opts.n} modes", ""),
                  ("slowest mode ω_1", f"{float(w[0]):.5f}", f"{float(exact_w[0]):.5f} exact",
                   fmt_rel(float(w[0]), float(exact_w[0]))),
                  ("overlap of modes 1-4 with exact", ", ".join(f"{float(o):.3f}" for o in overlap[:4]), "1", ""),
@@ -144,7 +122,7 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
         figs.append(("Slow modes", run.save_figure("modes.png", plotting.plot_mode_profiles(prof, modes)),
                      "Position profiles of the four slowest learned modes against the exact normal modes."))
     else:
-        x = H.sample(10_000, generator=torch.Generator().manual_seed(args.seed + 2)).to(w.dtype)
+        x = H.sample(10_000, generator=torch.Generator().manual_seed(opts.seed + 2)).to(w.dtype)
         with torch.no_grad():
             z = model.to_latent(x)
             xq = model.sample((2000,))
@@ -159,8 +137,8 @@ def run_canonical_study(args: argparse.Namespace) -> StudyOutcome:
         figs.append(("Samples", run.save_figure("samples.png", _ring_figure(x, xq)),
                      "Positions q from the exact Boltzmann distribution and from the trained flow."))
     run.write_json("summary.json", summary)
-    title = (f"Neural canonical transformation: harmonic chain n={args.n}, κ={args.kappa:g}, T={args.T:g}"
-             if args.study == "chain" else f"Neural canonical transformation: ring, T={args.T:g}")
+    title = (f"Neural canonical transformation: harmonic chain n={opts.n}, κ={opts.kappa:g}, T={opts.T:g}"
+             if opts.study == "chain" else f"Neural canonical transformation: ring, T={opts.T:g}")
     report = run.write_report(title, [f"Trained {cfg.steps} SVI steps (batch {cfg.batch_size}) in {train_s:.1f} s."],
                               rows, figs)
     return StudyOutcome(report, console_table(rows), summary)

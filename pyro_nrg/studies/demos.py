@@ -13,7 +13,6 @@ Both write ``options.json``, ``metrics.jsonl`` (validation NLL per epoch), ``mod
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from typing import Any
@@ -21,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
 from ..io import atomic_torch_save
+from .config import AlanineStudyConfig, DigitsStudyConfig
 from .report import Row, RunFolder, StudyOutcome, console_table
 
-__all__ = ["add_demo_options", "run_demo_study"]
+__all__ = ["run_demo_study"]
 
 logger = logging.getLogger("pyro_nrg")
 
@@ -35,42 +34,20 @@ CM1_PER_RAD_PS = 1 / (2 * math.pi * 0.0299792458)
 """rad/ps → wavenumber (cm⁻¹)."""
 
 
-def add_demo_options(p: argparse.ArgumentParser, name: str) -> None:
-    """Options of the ``alanine`` / ``digits`` studies."""
-    g = p.add_argument_group("data and model")
-    if name == "alanine":
-        g.add_argument("--duration-ns", type=float, default=30.0, help="MD trajectory length in ns (default 30)")
-        g.add_argument("--temperature", type=float, default=300.0, help="MD temperature in K (default 300)")
-        g.add_argument("--fixture", action="store_true",
-                       help="use the bundled 300-frame trajectory instead of running OpenMM (a smoke test)")
-        epochs, hidden = 40, 64
-    else:
-        epochs, hidden = 200, 128
-    g.add_argument("--blocks", type=int, default=2, help="nonlinear symplectic blocks (default 2)")
-    g.add_argument("--hidden", type=int, default=hidden, help=f"hidden width (default {hidden})")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs, early stopping (default {epochs})")
-    t.add_argument("--batch", type=int, default=256 if name == "alanine" else 128, help="minibatch size")
-    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+def run_demo_study(opts: AlanineStudyConfig | DigitsStudyConfig, run: RunFolder) -> StudyOutcome:
+    """Run the ``alanine``/``digits`` study of a validated config into the run folder ``run`` (created, locked and
+    given ``options.json`` by the caller)."""
+    torch.manual_seed(opts.seed)
+    return (_alanine if opts.study == "alanine" else _digits)(opts, run)
 
 
-def run_demo_study(args: argparse.Namespace) -> StudyOutcome:
-    """Run the ``alanine``/``digits`` study described by the parsed options."""
-    if args.resume:
-        raise CheckpointError(f"{args.study} runs are not resumable: rerun without --resume")
-    torch.manual_seed(args.seed)
-    run = RunFolder(args.out)
-    run.write_json("options.json", {k: v for k, v in vars(args).items() if k != "func"})
-    return (_alanine if args.study == "alanine" else _digits)(args, run)
-
-
-def _fit(model: Any, q: torch.Tensor, args: argparse.Namespace, run: RunFolder, patience: int) -> Any:
+def _fit(model: Any, q: torch.Tensor, opts: Any, run: RunFolder, patience: int) -> Any:
     from ..infer.canonical import DensityConfig, fit_density
 
-    config = DensityConfig(max_epochs=args.epochs, batch_size=args.batch, lr=args.lr, patience=patience)
-    run.write_json("config.json", {"study": args.study, "density": config.__dict__, "blocks": args.blocks,
-                                   "hidden": args.hidden})
-    logger.info("fitting the phase-space density (%d samples, up to %d epochs)", q.shape[0], args.epochs)
+    config = DensityConfig(max_epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, patience=patience)
+    run.write_json("config.json", {"study": opts.study, "density": config.__dict__, "blocks": opts.blocks,
+                                   "hidden": opts.hidden})
+    logger.info("fitting the phase-space density (%d samples, up to %d epochs)", q.shape[0], opts.epochs)
     hist = fit_density(model, q, masses=1.0, config=config)
     for i, v in enumerate(getattr(hist, "val_nll", [])):
         run.append_jsonl("metrics.jsonl", {"epoch": i + 1, "val_nll": v})
@@ -78,7 +55,7 @@ def _fit(model: Any, q: torch.Tensor, args: argparse.Namespace, run: RunFolder, 
     return hist
 
 
-def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
+def _alanine(opts: Any, run: RunFolder) -> StudyOutcome:
     from ..analysis import mode_mutual_information
     from ..analysis.modes import latent_mode_path
     from ..data.alanine import AlanineSettings, alanine_fixture, load_alanine
@@ -86,14 +63,14 @@ def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
     from ..infer.canonical import maxwell_boltzmann
     from ..plotting import plot_backbone_path, plot_ramachandran, plot_spectrum
 
-    traj = alanine_fixture() if args.fixture else load_alanine(
-        AlanineSettings(temperature=args.temperature, duration_ns=args.duration_ns))
+    traj = alanine_fixture() if opts.fixture else load_alanine(
+        AlanineSettings(temperature=opts.temperature, duration_ns=opts.duration_ns))
     proj = traj.projection(time_unit_ps=TAU_PS)
-    q = torch.tensor(proj.to_internal(traj.positions), dtype=getattr(torch, args.dtype))
-    model = pca_canonical_flow(q, n_blocks=args.blocks, hidden=args.hidden).to(q.dtype)
-    hist = _fit(model, q, args, run, patience=6)
+    q = torch.tensor(proj.to_internal(traj.positions), dtype=getattr(torch, opts.dtype))
+    model = pca_canonical_flow(q, n_blocks=opts.blocks, hidden=opts.hidden).to(q.dtype)
+    hist = _fit(model, q, opts, run, patience=6)
     omega = (model.frequencies()[0] / TAU_PS * CM1_PER_RAD_PS).double()
-    x = maxwell_boltzmann(q, 1.0, 1.0, generator=torch.Generator().manual_seed(args.seed + 1))
+    x = maxwell_boltzmann(q, 1.0, 1.0, generator=torch.Generator().manual_seed(opts.seed + 1))
     with torch.no_grad():
         z = torch.cat([model.to_latent(c) for c in torch.split(x, 4096)])
     mi = mode_mutual_information(z, model.slow_modes(4), {"phi": traj.phi, "psi": traj.psi}, max_samples=10_000)
@@ -131,19 +108,19 @@ def _alanine(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
     return StudyOutcome(report, console_table(rows), summary)
 
 
-def _digits(args: argparse.Namespace, run: RunFolder) -> StudyOutcome:
+def _digits(opts: Any, run: RunFolder) -> StudyOutcome:
     from ..analysis.modes import keep_slow_modes, position_log_likelihood
     from ..data.digits import load_digits_data, pca_reconstruction
     from ..distributions import pca_canonical_flow
     from ..plotting import plot_image_grid, plot_spectrum
 
-    data = load_digits_data(test_fraction=0.2, scale=1.0, seed=args.seed)
-    dtype = getattr(torch, args.dtype)
+    data = load_digits_data(test_fraction=0.2, scale=1.0, seed=opts.seed)
+    dtype = getattr(torch, opts.dtype)
     y_train, y_test = torch.tensor(data.train, dtype=dtype), torch.tensor(data.test, dtype=dtype)
-    model = pca_canonical_flow(y_train, n_blocks=args.blocks, hidden=args.hidden).to(dtype)
-    gen = torch.Generator().manual_seed(args.seed + 1)
+    model = pca_canonical_flow(y_train, n_blocks=opts.blocks, hidden=opts.hidden).to(dtype)
+    gen = torch.Generator().manual_seed(opts.seed + 1)
     _, lq0 = position_log_likelihood(model, y_test, n_momenta=4, generator=gen)
-    hist = _fit(model, y_train, args, run, patience=20)
+    hist = _fit(model, y_train, opts, run, patience=20)
     _, lq = position_log_likelihood(model, y_test, n_momenta=64, generator=gen)
     bpd0, bpd = data.bits_per_dim(float(-lq0.mean())), data.bits_per_dim(float(-lq.mean()))
     x0 = torch.cat([y_test, torch.zeros_like(y_test)], -1)
