@@ -28,28 +28,24 @@ import argparse
 import logging
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import table, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-
-from pyro_nrg.analysis import mode_mutual_information, mutual_information  # noqa: E402
-from pyro_nrg.analysis.modes import latent_mode_path  # noqa: E402
-from pyro_nrg.data.alanine import (  # noqa: E402
+from pyro_nrg.analysis import mode_mutual_information, mutual_information
+from pyro_nrg.analysis.modes import latent_mode_path
+from pyro_nrg.data.alanine import (
     AlanineSettings,
     alanine_dataset,
     alanine_fixture,
     load_alanine,
     md_speed,
 )
-from pyro_nrg.distributions import pca_canonical_flow  # noqa: E402
-from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann  # noqa: E402
-from pyro_nrg.plotting import plot_backbone_path, plot_ramachandran_colored  # noqa: E402
+from pyro_nrg.distributions import pca_canonical_flow
+from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann
+from pyro_nrg.plotting import plot_backbone_path, plot_ramachandran_colored
 
 CM1_PER_RAD_PS = 1 / (2 * math.pi * 0.0299792458)
 

@@ -16,24 +16,20 @@ Usage:
     .venv/bin/python benchmarks/canonical.py            # full size (about 10 min on 2 CPU cores)
     .venv/bin/python benchmarks/canonical.py --quick    # CI size (about 1 min)
 
-Writes benchmarks/results/canonical.json (``--quick``: canonical_quick.json) and prints a table.
+Writes benchmarks/results/canonical.json (``--quick``: canonical_quick.json) through ``_common.write_result`` and
+prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import pyro
-import scipy
 import torch
+from _common import write_result
 from pyro.distributions.torch_transform import ComposeTransformModule
 from scipy import integrate, optimize
 
@@ -44,24 +40,6 @@ from pyro_nrg.infer.canonical import VariationalConfig, canonical_free_energy, f
 from pyro_nrg.infer.cubature import refine_quadratic
 from pyro_nrg.transforms.symplectic import polar_symplectic_flow
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine_info(device: str) -> dict:
-    return {
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "device": device if device == "cpu" else torch.cuda.get_device_name(0),
-    }
-
-
 # ------------------------------------------------------------------------------------------------ chain
 
 
@@ -69,8 +47,8 @@ def run_chain(n: int, steps: int, batch: int, lr: float, seed: int, device: str)
     torch.manual_seed(seed)
     chain = HarmonicChain(n, kappa=1.0, mass=1.0, temperature=1.0).double().to(device)
     model = canonical_flow(n, temperature=1.0, n_blocks=0).double().to(device)
-    cfg = VariationalConfig(steps=steps, batch_size=batch, lr=lr, warmup=100, final_lr_ratio=0.1, log_every=steps // 10,
-                            seed=seed)
+    cfg = VariationalConfig(steps=steps, batch_size=batch, lr=lr, warmup_steps=100, final_lr_ratio=0.1,
+                            log_every=steps // 10, seed=seed)
     t0 = time.perf_counter()
     hist = fit_variational(model, chain, cfg)
     sgd_s = time.perf_counter() - t0
@@ -166,7 +144,7 @@ def run_ring(steps: int, batch: int, lr: float, n_blocks: int, hidden: int, seed
     torch.manual_seed(seed)
     ring = RingHamiltonian(temperature=1.0).to(device)
     model = CanonicalFlow(ring_flow(n_blocks, hidden), 2, temperature=1.0).to(device)
-    cfg = VariationalConfig(steps=steps, batch_size=batch, lr=lr, warmup=100, final_lr_ratio=0.01,
+    cfg = VariationalConfig(steps=steps, batch_size=batch, lr=lr, warmup_steps=100, final_lr_ratio=0.01,
                             log_every=max(1, steps // 10), seed=seed, path_gradient=True)
     t0 = time.perf_counter()
     hist = fit_variational(model, ring, cfg)
@@ -219,7 +197,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these sizes)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="output JSON path")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -254,18 +231,10 @@ def main(argv: list[str] | None = None) -> dict:
             **{k: v for k, v in headline.items() if not k.startswith("chain")},
         }
     targets = {"chain_max_omega_rel_err": 0.02, "chain_f_rel_err": 0.001, "ring_f_rel_err": 0.005}
-    out = {
-        "benchmark": "canonical",
-        "quick": args.quick,
-        "machine": machine_info(args.device),
-        "targets": targets,
-        "headline": headline,
-        "chain": chain,
-        "ring": ring,
-    }
-    path = Path(args.out) if args.out else RESULTS / ("canonical_quick.json" if args.quick else "canonical.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
+    settings = {"quick": args.quick, "device": args.device, "threads": args.threads, "seed": args.seed,
+                "targets": targets, "chain": chain.pop("settings"), "ring": ring.pop("settings")}
+    out = {"chain": chain, "ring": ring}
+    path = write_result("canonical_quick" if args.quick else "canonical", settings, out, headline)
     rows = [
         ("chain n", chain_kw["n"], ""),
         ("chain max |omega rel err|", f"{chain['max_omega_rel_err']:.4%}", "target <= 0.2% (issue 25)"),

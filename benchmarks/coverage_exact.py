@@ -26,19 +26,16 @@ Result (2026-11-29): see the "figures"/"headline" of that file and docs/physics.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import table, write_result
+from sampling import train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-from sampling import train  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
-from pyro_nrg.infer import coverage_check, forward_kl, log_weights, sample_log_weights  # noqa: E402
+from pyro_nrg.energies import ISING_TC, IsingRelaxed
+from pyro_nrg.infer import coverage_check, forward_kl, log_weights, sample_log_weights
 
 M_BINS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 

@@ -19,20 +19,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import table, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-
-from pyro_nrg.analysis.modes import keep_slow_modes, position_log_likelihood  # noqa: E402
-from pyro_nrg.data.digits import load_digits_data, pca_reconstruction  # noqa: E402
-from pyro_nrg.distributions import pca_canonical_flow  # noqa: E402
-from pyro_nrg.infer.canonical import DensityConfig, fit_density  # noqa: E402
+from pyro_nrg.analysis.modes import keep_slow_modes, position_log_likelihood
+from pyro_nrg.data.digits import load_digits_data, pca_reconstruction
+from pyro_nrg.distributions import pca_canonical_flow
+from pyro_nrg.infer.canonical import DensityConfig, fit_density
 
 KS = (1, 2, 4, 8, 16, 32)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,13 +19,11 @@ from pathlib import Path
 import pyro
 import torch
 import torch.multiprocessing as mp
+from _common import table, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
-from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import DistillConfig, Distiller  # noqa: E402
+from pyro_nrg.energies import ISING_TC, IsingRelaxed
+from pyro_nrg.flows import neural_rg
+from pyro_nrg.infer import DistillConfig, Distiller
 
 
 def _distiller(L: int, batch: int, steps: int) -> Distiller:

@@ -32,17 +32,13 @@ Writes benchmarks/results/flow_ablation.json (``--set capacity``: flow_ablation_
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
+from _common import table, write_result
+from free_energy import train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-from free_energy import train  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC  # noqa: E402
+from pyro_nrg.energies import ISING_TC
 
 ARMS: dict[str, dict[str, Any]] = {
     "head=none": {"head": "none"},

@@ -30,23 +30,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from _common import table, write_result
+from sampling import figures, train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-from sampling import figures, train  # noqa: E402
-
-from pyro_nrg.analysis import to_inference_data  # noqa: E402
-from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.infer import (  # noqa: E402
+from pyro_nrg.analysis import to_inference_data
+from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising
+from pyro_nrg.infer import (
     coverage_check,
     flow_mh,
-    latent_hmc_walkers,  # noqa: E402
+    latent_hmc_walkers,
 )
 
 

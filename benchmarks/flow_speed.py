@@ -10,18 +10,14 @@ relaxed Ising model: what one step of flow-proposal sampling or importance sampl
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import pyro.distributions as dist
 import torch
+from _common import median_time, table, write_result
 from pyro.distributions.transforms import Permute, affine_coupling
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_time, table, write_result  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
-from pyro_nrg.flows import neural_rg  # noqa: E402
+from pyro_nrg.energies import ISING_TC, IsingRelaxed
+from pyro_nrg.flows import neural_rg
 
 
 def n_params(m: torch.nn.Module) -> int:

@@ -25,28 +25,25 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import pyro
 import torch
+from _common import median_time, table, write_result
 from pyro.distributions.torch_transform import ComposeTransformModule
 from pyro.distributions.transforms import Permute, affine_coupling
+from recipes import distiller
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_time, table, write_result  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC, IsingRelaxed  # noqa: E402
-from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import (  # noqa: E402
+from pyro_nrg.energies import ISING_TC, IsingRelaxed
+from pyro_nrg.flows import neural_rg
+from pyro_nrg.infer import (
     DistillConfig,
     Distiller,
     TimeBudget,
     annealed_importance_sampling,
     flow_mh,
 )
-from pyro_nrg.transforms import TransformBlock  # noqa: E402
+from pyro_nrg.transforms import TransformBlock
 
 
 def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 0,
@@ -58,12 +55,9 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     ``translations`` trains the lattice-symmetrised mixture (``DistillConfig.translations``);
     ``symmetric_evals`` adds, for each ``(translations, point_group)``, the F_q and IS estimate of the trained
     flow's lattice-symmetrised mixture (``Distiller.estimate``), which is never worse (convexity of KL)."""
-    pyro.set_rng_seed(seed)
-    energy = IsingRelaxed(L, T)
-    flow = neural_rg(L=L, head=head, **flow_kw)
-    cfg = DistillConfig(steps=10**6, batch=batch, lr=lr, warmup=50, z2_symmetric=True, gradient=gradient,
-                        translations=translations)
-    d = Distiller(energy, flow, cfg)
+    d = distiller(L, T, steps=10**6, batch=batch, lr=lr, seed=seed, head=head, path_gradient=gradient == "path",
+                  translations=translations, **flow_kw)
+    energy, flow = d.energy, d.flow
     budget = TimeBudget(budget_s)
     t0 = budget.start().t0
     d.run(callbacks=[budget], progress=False)

@@ -45,15 +45,12 @@ from pathlib import Path
 
 import pyro
 import torch
+from _common import table, write_result
+from recipes import distiller
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-
-from pyro_nrg.analysis import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data  # noqa: E402
-from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.flows import neural_rg  # noqa: E402
-from pyro_nrg.infer import (  # noqa: E402
-    DistillConfig,
+from pyro_nrg.analysis import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data
+from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising
+from pyro_nrg.infer import (
     Distiller,
     coverage_check,
     flow_mh,
@@ -61,7 +58,7 @@ from pyro_nrg.infer import (  # noqa: E402
     latent_nuts,
     physical_nuts,
 )
-from pyro_nrg.infer.starts import stationary_starts  # noqa: E402
+from pyro_nrg.infer.starts import stationary_starts
 
 METHODS = ("physical_nuts", "latent_nuts", "latent_hmc_walkers", "latent_hmc_flow_jumps", "flow_mh",
            "flow_mh_stationary_start")
@@ -82,12 +79,8 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     1.7x (L=8) and 1.3x (L=16) over the flow without a head. ``odd=True``: the odd NeuralRG flow, g(-z) = -g(z)
     (benchmarks/flow_mh_coverage.py).
     """
-    pyro.set_rng_seed(seed)
-    energy = IsingRelaxed(L, ISING_TC)
-    # an odd flow is Z2-symmetric by itself: the mixture would only add an inverse pass per step
-    cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup=50, z2_symmetric=not odd, gradient="path")
     folder = flow_dir / f"L{L}" if flow_dir is not None else None
-    d = Distiller(energy, neural_rg(L=L, head=head, odd=odd), cfg, checkpoint_dir=folder)
+    d = distiller(L, ISING_TC, steps=steps, batch=batch, lr=lr, seed=seed, head=head, odd=odd, checkpoint_dir=folder)
     resumed = folder is not None and (folder / "checkpoint.pt").exists()
     if resumed:
         d.load_checkpoint()

@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pyro
 import torch
+from _common import table, write_result
+from sampling import figures, hmc_extra, train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-from sampling import figures, hmc_extra, train  # noqa: E402
-
-from pyro_nrg.analysis import to_inference_data  # noqa: E402
-from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.infer import latent_hmc_walkers, latent_nuts, physical_nuts  # noqa: E402
+from pyro_nrg.analysis import to_inference_data
+from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising
+from pyro_nrg.infer import latent_hmc_walkers, latent_nuts, physical_nuts
 
 PHYS, WALK, LAT = (4, 3000, 200), (64, 2000, 150), (2, 700, 100)  # chains/walkers, draws, warm-up
 

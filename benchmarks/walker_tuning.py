@@ -18,20 +18,17 @@ the checkpoints are shared with that benchmark and resumed, so nothing is retrai
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from _common import table, write_result
+from sampling import train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table, write_result  # noqa: E402
-from sampling import train  # noqa: E402
-
-from pyro_nrg.analysis import sampling_efficiency, to_inference_data  # noqa: E402
-from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising  # noqa: E402
-from pyro_nrg.infer import latent_hmc_walkers  # noqa: E402
+from pyro_nrg.analysis import sampling_efficiency, to_inference_data
+from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising
+from pyro_nrg.infer import latent_hmc_walkers
 
 GRID = {8: [(0.15, 10), (0.2, 10), (0.25, 10), (0.3, 10), (0.35, 10), (0.25, 6), (0.35, 4)],
         16: [(0.1, 10), (0.15, 10), (0.2, 10), (0.25, 10), (0.15, 16)]}

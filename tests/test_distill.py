@@ -263,7 +263,7 @@ def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
 
 def test_path_gradient_trains() -> None:
     energy = IsingRelaxed(4, 3.0)
-    res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, gradient="path", progress=False)
+    res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, path_gradient=True, progress=False)
     assert res.history["fq"][-1] < res.history["fq"][0] - 5
 
 
@@ -396,7 +396,7 @@ def test_guide_direct_parameters_skips_pyro_param_sites_only_inside_the_block() 
 def test_run_follows_a_goal_moved_by_a_callback() -> None:
     """``run()`` reads ``config.steps`` after every step (a wall-time budget moves it); ``run(steps=n)`` does not."""
     energy = IsingRelaxed(4, 3.0)
-    d = Distiller(energy, _small_flow(), DistillConfig(steps=5, batch=8, warmup=0))
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=5, batch=8, warmup_steps=0))
 
     def extend(dd: Distiller, rec: dict) -> bool:
         if dd.step == 3:
@@ -415,7 +415,7 @@ def test_time_budget_stops_on_time_with_the_schedule_at_its_floor() -> None:
     import time
 
     energy = IsingRelaxed(4, 3.0)
-    d = Distiller(energy, _small_flow(), DistillConfig(steps=10**6, batch=16, lr=1e-2, warmup=0))
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=10**6, batch=16, lr=1e-2, warmup_steps=0))
     budget = TimeBudget(1.5).start()
     d.run(callbacks=[budget], progress=False)
     elapsed = time.perf_counter() - budget.t0
@@ -423,3 +423,24 @@ def test_time_budget_stops_on_time_with_the_schedule_at_its_floor() -> None:
     assert d.history["lr"][-1] < 0.1 * 1e-2 and d.history["lr"][0] > 0.9 * 1e-2
     with pytest.raises(ValueError, match="positive"):
         TimeBudget(0)
+
+
+def test_one_learning_rate_schedule_for_every_trainer() -> None:
+    """Distillation and the canonical trainer share ``warmup_cosine``; distillation's numbers are those of the
+    formula it always had (warm-up ramp times a cosine over all steps, floor ``final_lr_ratio``)."""
+    import math as m
+
+    from pyro_nrg.infer.schedules import warmup_cosine
+
+    def old(step: int, steps: int = 1500, warmup: int = 100, floor: float = 0.02) -> float:
+        warm = min(1.0, (step + 1) / warmup)
+        return warm * (floor + (1 - floor) * 0.5 * (1 + m.cos(m.pi * min(1.0, step / steps))))
+
+    f = warmup_cosine(1500, 100, 0.02)
+    assert all(f(t) == old(t) for t in range(0, 1600, 7))
+    d = Distiller(GaussianEnergy(4, 1.0), _small_flow(), DistillConfig(steps=30, batch=8, lr=1e-2, warmup_steps=5))
+    d.run(progress=False)
+    g = warmup_cosine(30, 5, 0.02)
+    assert d.history["lr"] == pytest.approx([1e-2 * g(t) for t in range(30)], rel=1e-12)
+    with pytest.raises(ValueError, match="final_lr_ratio"):
+        warmup_cosine(10, 0, 1.5)

@@ -256,9 +256,9 @@ def test_a_finite_blow_up_keeps_the_checkpoint_from_before_it(tmp_path: Path) ->
 
 
 def test_resume_with_a_lower_learning_rate_takes_it(tmp_path: Path) -> None:
-    distill(*_energy_flow(), steps=20, batch=16, lr=1e-2, warmup=0, checkpoint_dir=tmp_path, progress=False,
+    distill(*_energy_flow(), steps=20, batch=16, lr=1e-2, warmup_steps=0, checkpoint_dir=tmp_path, progress=False,
             callbacks=[lambda d, rec: d.step == 6])  # stopped at step 6 of 20 (checkpoint there)
-    r = distill(*_energy_flow(), steps=20, batch=16, lr=1e-3, warmup=0, checkpoint_dir=tmp_path, resume=True,
+    r = distill(*_energy_flow(), steps=20, batch=16, lr=1e-3, warmup_steps=0, checkpoint_dir=tmp_path, resume=True,
                 progress=False)
     lr = r.history["lr"]
     assert lr[5] > 5e-3 and lr[6] < 1e-3 and lr[6] / lr[5] == pytest.approx(0.1, rel=0.2)  # at once, on schedule

@@ -17,7 +17,8 @@ def test_l8_distillation_at_tc_reaches_half_a_percent() -> None:
     (measured: 0.49 % and -2.5 sigma, see benchmarks/free_energy.py for the full study)."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(8, ISING_TC)
-    d = Distiller(energy, neural_rg(L=8), DistillConfig(steps=2000, batch=256, lr=3e-3, gradient="path", warmup=100))
+    d = Distiller(energy, neural_rg(L=8),
+                  DistillConfig(steps=2000, batch=256, lr=3e-3, path_gradient=True, warmup_steps=100))
     d.run(progress=False)
     est = d.estimate(16384)
     assert 0 < est.f_q_rel_err < 6e-3

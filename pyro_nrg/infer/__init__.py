@@ -18,6 +18,7 @@ from .distillation import (
     DistillResult,
     FreeEnergyELBO,
     TimeBudget,
+    checkpoint_step,
     distill,
     energy_config,
     load_checkpoint,
@@ -47,6 +48,8 @@ from .mcmc.sector import Z2Sector, fit_sector_sharpness
 from .mcmc.walkers import IndependenceProposal, hmc_walkers, latent_hmc_walkers, physical_hmc_walkers
 from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distribution, symmetrize
 from .pushforward import as_flow_event, flow_event_shape, flow_of, forward_and_log_det, to_physical
+from .schedules import warmup_cosine
+from .starts import stationary_starts
 
 __all__ = [
     "AISResult",
@@ -86,6 +89,9 @@ __all__ = [
     "distill",
     "energy_config",
     "load_checkpoint",
+    "checkpoint_step",
+    "warmup_cosine",
+    "stationary_starts",
     "FreeEnergyEstimate",
     "CoverageReport",
     "coverage_check",

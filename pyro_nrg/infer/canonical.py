@@ -36,10 +36,11 @@ import pyro.optim
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from ..distributions import CanonicalFlow, PhaseSpaceFlow
+from ..distributions import CanonicalFlow, PhaseSpaceFlow, detached_parameters
 from ..energies.base import Energy
 from ..errors import EventShapeError, TemperatureError, TrainingDivergedError
 from .estimators import FreeEnergyEstimate, estimate_free_energy
+from .schedules import warmup_cosine
 
 __all__ = [
     "VariationalConfig",
@@ -86,27 +87,13 @@ def _check_pair(model: CanonicalFlow, hamiltonian: Energy) -> None:
         )
 
 
-def _warmup_cosine(warmup: int, steps: int, final_ratio: float) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        prog = min(1.0, (step - warmup) / max(1, steps - warmup))
-        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-
-    return f
-
-
-# ------------------------------------------------------------------------------------------------------------
-# variational
-# ------------------------------------------------------------------------------------------------------------
-
-
 class _PathGradientFlow(PhaseSpaceFlow):
     r"""Flow distribution whose ``log_prob`` treats the parameters as constants ("sticking the landing").
 
-    :math:`\ln q_{\bar\theta}(x_\theta(z))` with :math:`\bar\theta` = stop-gradient: the ELBO gradient keeps only the
-    path term, which is unbiased and has zero variance at the exact solution (Roeder, Wu & Duvenaud, NeurIPS
-    2017). The value is unchanged.
+    :math:`\ln q_{\bar\theta}(x_\theta(z))` with :math:`\bar\theta` = stop-gradient
+    (:func:`~pyro_nrg.distributions.detached_parameters`): the ELBO gradient keeps only the path term, which is
+    unbiased and has zero variance at the exact solution (Roeder, Wu & Duvenaud, NeurIPS 2017). The value is
+    unchanged.
     """
 
     def __init__(self, model: CanonicalFlow) -> None:
@@ -114,14 +101,19 @@ class _PathGradientFlow(PhaseSpaceFlow):
         self.model = model
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        frozen = {k: v.detach() for k, v in self.model.named_parameters()}
-        return torch.func.functional_call(self.model, frozen, (x,))
+        with detached_parameters(self.model):
+            return self.model.log_prob(x)
 
     def expand(self, batch_shape, _instance=None):  # type: ignore[override]
         new = self._get_checked_instance(_PathGradientFlow, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.model = self.model
         return new
+
+
+# ------------------------------------------------------------------------------------------------------------
+# variational
+# ------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -132,7 +124,8 @@ class VariationalConfig:
         steps: SVI steps.
         batch_size: particles per step (a ``pyro.plate``).
         lr: peak Adam learning rate.
-        warmup: linear warm-up steps, then cosine decay to ``lr * final_lr_ratio``.
+        warmup_steps: linear warm-up steps, times a cosine decay to ``lr * final_lr_ratio``
+            (:func:`~pyro_nrg.infer.schedules.warmup_cosine`).
         final_lr_ratio: final / peak learning rate.
         clip_norm: per-parameter gradient-norm clip (``None``: off).
         log_every: log (and call the callback) every this many steps.
@@ -144,7 +137,7 @@ class VariationalConfig:
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-2
-    warmup: int = 50
+    warmup_steps: int = 50
     final_lr_ratio: float = 1e-2
     clip_norm: float | None = 10.0
     log_every: int = 100
@@ -225,14 +218,14 @@ def fit_variational(
         {
             "optimizer": torch.optim.Adam,
             "optim_args": {"lr": cfg.lr},
-            "lr_lambda": _warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr_ratio),
+            "lr_lambda": warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio),
         },
         clip_args={"clip_norm": cfg.clip_norm} if cfg.clip_norm else None,
     )
     svi = SVI(pyro_model, guide, optim, loss=Trace_ELBO())
     res = VariationalResult(config=asdict(cfg))
     t0 = time.perf_counter()
-    lr_fn = _warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr_ratio)
+    lr_fn = warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
     try:
         for step in range(cfg.steps):
             loss = svi.step()

@@ -43,14 +43,14 @@ def _model(opts: ChainStudyConfig | RingStudyConfig) -> tuple[Any, CanonicalFlow
         H: Any = HarmonicChain(opts.n, kappa=opts.kappa, mass=1.0, temperature=opts.T)
         model = canonical_flow(opts.n, temperature=opts.T, n_blocks=0)
         cfg = VariationalConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
-                                warmup=min(100, opts.steps // 10), final_lr_ratio=0.1, log_every=log_every,
+                                warmup_steps=min(100, opts.steps // 10), final_lr_ratio=0.1, log_every=log_every,
                                 seed=opts.seed)
     else:
         H = RingHamiltonian(temperature=opts.T)
         flow = polar_symplectic_flow(n_blocks=opts.blocks, n_couplings=2, hidden=opts.hidden, log_radius=math.log(2.0))
         model = CanonicalFlow(flow, 2, temperature=opts.T)
         cfg = VariationalConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
-                                warmup=min(100, opts.steps // 10), final_lr_ratio=0.01, log_every=log_every,
+                                warmup_steps=min(100, opts.steps // 10), final_lr_ratio=0.01, log_every=log_every,
                                 seed=opts.seed, path_gradient=True)
     dtype = getattr(torch, opts.dtype)
     return H.to(device=opts.device, dtype=dtype), model.to(device=opts.device, dtype=dtype), cfg
