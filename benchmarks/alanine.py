@@ -203,7 +203,7 @@ def main() -> None:
         "runs": [r.cache_key() for r in traj.run_settings],
         "mi_phi_psi_nats": mi_phi_psi,
         "max_rigid_body_residual": float(proj.residual(traj.positions).max()),
-        "train_wall_s": hist.wall_time_s,
+        "train_wall_s": hist.seconds,
         "epochs_run": len(hist.val_nll),
         "best_epoch": hist.best_epoch,
         "best_val_nll_nats": hist.best_val_nll,
@@ -252,7 +252,7 @@ def main() -> None:
     print(table(rows, ("frames", "C7eq/C5/beta", "alpha_R", "phi > 0")))
     print(f"phi sign changes within runs: {transitions}")
     print(f"frames {traj.n_frames}, phi>0 fraction {phi_pos:.4f}, I(phi;psi) {mi_phi_psi:.3f}, "
-          f"best val NLL {hist.best_val_nll:.3f} (epoch {hist.best_epoch}), train {hist.wall_time_s:.0f} s; "
+          f"best val NLL {hist.best_val_nll:.3f} (epoch {hist.best_epoch}), train {hist.seconds:.0f} s; "
           f"fastest omega {omega[-1]:.0f} cm^-1")
     print("headline:", {k: round(v, 4) if isinstance(v, float) else v for k, v in headline.items()})
     print("wrote", path)

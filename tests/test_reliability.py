@@ -75,6 +75,7 @@ BAD_OPTIONS = [
     (["--resume"], "--resume needs the folder of the run to continue"),
     (["--T", "3", "phi4"], "option --T does not apply to the phi4 study"),
     (["phi4", "--lam", "-1"], "use --lam 0 or more"),
+    (["phi4", "--lam", "0", "--kappa", "10"], "the Gaussian action is not positive definite there"),
     (["ring", "--T", "0"], "--T must be a finite number > 0, got 0.0: give a positive temperature such as --T 1"),
     (["chain", "--n", "1"], "a chain needs at least two particles"),
     (["ring", "--blocks", "0"], "--blocks must be an integer >= 1"),
@@ -93,6 +94,21 @@ def test_bad_options_exit_2_before_anything_is_written(tmp_path: Path, capsys, a
     assert "Traceback" not in err and not out.exists()
     if argv[:1] == ["ring"]:
         assert "2.269" not in err  # the ring's temperature, not the Ising T_c
+
+
+def test_an_impossible_model_found_after_the_folder_was_made_leaves_nothing(tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
+    import pyro_nrg.cli as cli
+    from pyro_nrg.errors import NotPositiveDefiniteError
+
+    def run(config, folder):
+        assert (folder.path / "options.json").exists() and (folder.path / "run.lock").exists()
+        raise NotPositiveDefiniteError("not normalizable: use a smaller kappa")
+
+    monkeypatch.setitem(cli.STUDIES, "ising", cli.Study(IsingStudyConfig, run, "", ""))
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--quiet"]) == 2
+    assert "use a smaller kappa" in capsys.readouterr().err and not out.exists()  # the rerun may use this --out
 
 
 def test_device_cuda_without_cuda_is_refused(tmp_path: Path, capsys) -> None:

@@ -150,9 +150,9 @@ class VariationalResult:
     """History of :func:`fit_variational`: per-step :math:`F_q` estimate, its standard error, learning rate."""
 
     f_q: list[float] = field(default_factory=list)
-    f_q_stderr: list[float] = field(default_factory=list)
+    f_q_err: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-    wall_time_s: float = 0.0
+    seconds: float = 0.0
     config: dict = field(default_factory=dict)
 
     def final(self, last: int = 50) -> float:
@@ -173,7 +173,7 @@ def fit_variational(
         model: the :class:`~pyro_nrg.distributions.CanonicalFlow` to train (in place; its dtype is used).
         hamiltonian: energy on ``(*batch, 2n)`` at the model's temperature.
         config: :class:`VariationalConfig`.
-        callback: called as ``callback(step, info)`` every ``log_every`` steps with ``f_q``, ``f_q_stderr``,
+        callback: called as ``callback(step, info)`` every ``log_every`` steps with ``f_q``, ``f_q_err``,
             ``lr`` and ``omega`` (sorted).
 
     Returns:
@@ -236,21 +236,21 @@ def fit_variational(
                 )
             per = T * (stash["action"] + stash["log_q"]).double()
             res.f_q.append(float(per.mean()))
-            res.f_q_stderr.append(float(per.std() / math.sqrt(per.numel())) if per.numel() > 1 else float("nan"))
+            res.f_q_err.append(float(per.std() / math.sqrt(per.numel())) if per.numel() > 1 else float("nan"))
             res.lr.append(cfg.lr * lr_fn(step))
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 info = {
                     "f_q": res.f_q[-1],
-                    "f_q_stderr": res.f_q_stderr[-1],
+                    "f_q_err": res.f_q_err[-1],
                     "lr": res.lr[-1],
                     "omega": model.frequencies()[0].tolist(),
                 }
-                logger.info("step %d: F_q = %.6f +- %.6f", step + 1, info["f_q"], info["f_q_stderr"])
+                logger.info("step %d: F_q = %.6f +- %.6f", step + 1, info["f_q"], info["f_q_err"])
                 if callback is not None:
                     callback(step + 1, info)
     finally:
         _drop_params(name)
-        res.wall_time_s = time.perf_counter() - t0
+        res.seconds = time.perf_counter() - t0
     return res
 
 
@@ -365,7 +365,7 @@ class DensityResult:
     best_epoch: int = -1
     best_val_nll: float = float("inf")
     stopped_early: bool = False
-    wall_time_s: float = 0.0
+    seconds: float = 0.0
     config: dict = field(default_factory=dict)
 
 
@@ -482,5 +482,5 @@ def fit_density(
     finally:
         _drop_params(name)
         model.load_state_dict(best_state)
-        res.wall_time_s = time.perf_counter() - t0
+        res.seconds = time.perf_counter() - t0
     return res

@@ -78,7 +78,7 @@ def run_canonical_study(opts: ChainStudyConfig | RingStudyConfig, run: RunFolder
     hist = fit_variational(model, H, cfg, callback=on_log)
     bar.close()
     train_s = time.perf_counter() - t0
-    for i, (f, e) in enumerate(zip(hist.f_q, hist.f_q_stderr, strict=True)):
+    for i, (f, e) in enumerate(zip(hist.f_q, hist.f_q_err, strict=True)):
         run.append_jsonl("metrics.jsonl", {"step": i + 1, "fq": f, "fq_err": e, "lr": hist.lr[i]})
     atomic_torch_save({"model": model.state_dict(), "options": {k: str(v) for k, v in opts.to_dict().items()}},
                       run.file("model.pt"))

@@ -320,6 +320,9 @@ class Phi4StudyConfig(LatticeStudyConfig):
     def _check(self) -> None:
         self._real("kappa", 0.0, fix="the hopping parameter is >= 0 (default 0.2)")
         self._real("lam", 0.0, fix="a negative quartic coupling is not normalizable: use --lam 0 or more")
+        if self.lam == 0 and self.dim in (1, 2) and self.kappa >= 1 / (2 * self.dim):
+            self._fail("kappa", self.kappa, f"< 1/(2 dim) = {1 / (2 * self.dim):g} for the free field (--lam 0)",
+                       "the Gaussian action is not positive definite there: use a smaller --kappa, or --lam > 0")
         super()._check()
 
     def tag(self) -> str:
