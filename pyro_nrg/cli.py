@@ -47,8 +47,6 @@ from .errors import (
     CheckpointError,
     ConfigMismatchError,
     PyroNRGError,
-    RunFolderError,
-    RunFolderLockedError,
     StudyConfigError,
     TrainingDivergedError,
 )
@@ -246,52 +244,68 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+@dataclass
+class _Run:
+    """What a call of :func:`main` has set up so far (for the error messages and the clean-up)."""
+
+    study: str
+    config: Any = None
+    out: Path | None = None
+    folder: RunFolder | None = None
+
+
+def _start(run: _Run, given: dict[str, Any]) -> StudyOutcome | None:
+    """Validate, choose and take the run folder, then run the study."""
+    config = run.config = configure(run.study, given)
+    torch.set_num_threads(config.threads)
+    rank, world = 0, 1
+    if config.resumable:  # the lattice studies may run under torchrun
+        from .infer.distributed import init_from_environment
+
+        rank, world = init_from_environment()
+    out = Path(config.out) if config.out is not None else _default_out(config)
+    if world > 1:  # every rank uses rank 0's folder
+        box = [str(out)]
+        torch.distributed.broadcast_object_list(box, src=0)
+        out = Path(box[0])
+    config.out, run.out = str(out), out
+    if rank == 0:
+        run.folder = RunFolder(out, resume=config.resume)
+        if not config.resume:
+            run.folder.write_json("options.json", config.to_dict())
+    return STUDIES[run.study].run(config, run.folder)
+
+
+def _error(run: _Run, exc: BaseException) -> int:
+    """The message and exit code of a run that stopped with ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        return _fail(f"{what}; {_checkpoint_note(run.study, run.out if run.folder is not None else None)}", code)
+    assert isinstance(exc, PyroNRGError)
+    code = _exit_code(exc)
+    if isinstance(exc, TrainingDivergedError):
+        return _fail(f"{exc} (this run: --lr {run.config.lr:g})", code)
+    if code == 2 and run.folder is not None:
+        run.folder.discard_unstarted()  # an impossible configuration: the corrected rerun may use this --out
+    return _fail(str(exc), code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyro-nrg``; returns the exit code."""
     given = vars(build_parser().parse_args(argv))
-    study = given.pop("study", None) or DEFAULT_STUDY
+    run = _Run(given.pop("study", None) or DEFAULT_STUDY)
     # our own progress messages only: the root logger stays at WARNING (third-party INFO chatter is noise)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("pyro_nrg").setLevel(logging.WARNING if given.get("quiet") else logging.INFO)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # font-fallback chatter is noise
-    out: Path | None = None
-    folder: RunFolder | None = None
-    config: Any = None
     with _sigterm_raises():
         try:
-            config = configure(study, given)
-            torch.set_num_threads(config.threads)
-            rank, world = 0, 1
-            if config.resumable:  # the lattice studies may run under torchrun
-                from .infer.distributed import init_from_environment
-
-                rank, world = init_from_environment()
-            out = Path(config.out) if config.out is not None else _default_out(config)
-            if world > 1:  # every rank uses rank 0's folder
-                box = [str(out)]
-                torch.distributed.broadcast_object_list(box, src=0)
-                out = Path(box[0])
-            config.out = str(out)
-            if rank == 0:
-                folder = RunFolder(out, resume=config.resume)
-                if not config.resume:
-                    folder.write_json("options.json", config.to_dict())
-            outcome = STUDIES[study].run(config, folder)
-        except TrainingDivergedError as exc:
-            return _fail(f"{exc} (this run: --lr {config.lr:g})", 3)
-        except (RunFolderLockedError, RunFolderError, StudyConfigError) as exc:
-            return _fail(str(exc), _exit_code(exc))
-        except PyroNRGError as exc:
-            code = _exit_code(exc)
-            if code == 2 and folder is not None:
-                folder.discard_unstarted()  # an impossible configuration: the corrected rerun may use this --out
-            return _fail(str(exc), code)
-        except KeyboardInterrupt as exc:
-            what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            return _fail(f"{what}; {_checkpoint_note(study, out if folder is not None else None)}", code)
+            outcome = _start(run, given)
+        except (PyroNRGError, KeyboardInterrupt) as exc:
+            return _error(run, exc)
         finally:
-            if folder is not None:
-                folder.close()
+            if run.folder is not None:
+                run.folder.close()
     if outcome is not None:  # rank 0 (or a single process)
         print("\n" + outcome.table)
         print(f"\nreport: {outcome.report}")
