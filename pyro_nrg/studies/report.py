@@ -248,8 +248,12 @@ class RunFolder:
         step wins) and return them: a resumed run's logs end at its checkpoint's step."""
         by_step: dict[float, dict[str, Any]] = {}
         for rec in self.read_jsonl(name):
-            if rec.get(key) is not None and rec[key] <= step:
-                by_step[rec[key]] = rec
+            value = rec.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise CheckpointError(f"{self.file(name)} has a record without a numeric {key!r} ({rec}): restore "
+                                      "the file, or delete that line")
+            if value <= step:
+                by_step[value] = rec
         kept = [by_step[k] for k in sorted(by_step)]
         if self.file(name).exists():
             self.rewrite_jsonl(name, kept)
