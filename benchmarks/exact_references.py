@@ -23,17 +23,14 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import RESULTS, table, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, table, write_result  # noqa: E402
-
-from pyro_nrg.energies import ISING_TC, exact_ising_moments, wolff_ising  # noqa: E402
+from pyro_nrg.energies import ISING_TC, exact_ising_moments, wolff_ising
 
 OLD_WOLFF = {8: (0.653786767578125, 0.0034497068820300274), 16: (0.5483717590332031, 0.0027002042857145357)}
 """The short (20 000-update) Wolff references the stored benchmarks were compared against."""
