@@ -311,7 +311,7 @@ class Distiller:
         T = float(self.energy.temperature)
         loss, lw = self._sharded_loss()
         if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
-            self._diverged(f"non-finite loss (loss={float(loss):.4g})")
+            self._diverged(f"non-finite loss (loss={float(loss.detach()):.4g})")
         fq = -T * lw.mean().item()
         self._check_fq(fq, T)
         self.optimizer.zero_grad(set_to_none=True)
@@ -489,7 +489,7 @@ class Distiller:
         with torch.random.fork_rng(**({"devices": []} if on_cpu else {})), torch.no_grad():
             loss, lw = self._sharded_loss()
             if not torch.isfinite(loss) or lw is None or not torch.isfinite(lw).all():
-                self._diverged(f"non-finite loss of the final parameters (loss={float(loss):.4g})")
+                self._diverged(f"non-finite loss of the final parameters (loss={float(loss.detach()):.4g})")
             self._check_fq(-float(self.energy.temperature) * lw.mean().item(), float(self.energy.temperature))
         self.shard_rng = shard_rng
         self._clear_caches()
