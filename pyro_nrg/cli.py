@@ -46,6 +46,7 @@ import torch
 from .errors import (
     CheckpointError,
     ConfigMismatchError,
+    DiskFullError,
     PyroNRGError,
     StudyConfigError,
     TrainingDivergedError,
@@ -160,7 +161,7 @@ def _fail(msg: str, code: int) -> int:
 def _exit_code(exc: PyroNRGError) -> int:
     if isinstance(exc, TrainingDivergedError):
         return 3
-    if isinstance(exc, CheckpointError | ConfigMismatchError):  # RunFolderLockedError included
+    if isinstance(exc, CheckpointError | ConfigMismatchError | DiskFullError):  # RunFolderLockedError included
         return 4
     return 2  # StudyConfigError, RunFolderError and every other impossible configuration
 
