@@ -460,3 +460,14 @@ def test_random_kills_never_tear_the_checkpoint_and_resume_is_bit_exact(tmp_path
 @pytest.mark.slow
 def test_random_kills_many(tmp_path: Path) -> None:
     _kill_and_resume(tmp_path, kills=300, steps=120, seed=1)
+
+
+def test_cut_jsonl_keeps_each_step_once_and_names_bad_records(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r", lock=False)
+    for step in (1, 2, 3, 2, 3, 4):  # a resume that appended to an uncut log
+        run.append_jsonl("m.jsonl", {"step": step, "v": step * 10})
+    assert [r["step"] for r in run.cut_jsonl("m.jsonl", 3)] == [1, 2, 3]
+    assert _steps(run.file("m.jsonl")) == [1, 2, 3]
+    run.append_jsonl("m.jsonl", {"step": "x"})
+    with pytest.raises(CheckpointError, match="without a numeric 'step'"):
+        run.cut_jsonl("m.jsonl", 3)
