@@ -57,7 +57,7 @@ from .studies.demos import run_demo_study
 from .studies.lattice import checkpoint_step, run_lattice_study
 from .studies.report import RunFolder, StudyOutcome, read_json_file
 
-__all__ = ["main", "build_parser", "Study", "STUDIES", "EXIT_CODES"]
+__all__ = ["main", "build_parser", "configure", "default_out", "Study", "STUDIES", "EXIT_CODES"]
 
 logger = logging.getLogger("pyro_nrg")
 
@@ -166,7 +166,9 @@ def _exit_code(exc: PyroNRGError) -> int:
     return 2  # StudyConfigError, RunFolderError and every other impossible configuration
 
 
-def _default_out(config: StudyConfig) -> Path:
+def default_out(config: StudyConfig) -> Path:
+    """``runs/<study>-<tag>-<date-time>`` (the tag names the settings, e.g. ``L8-T2.26919``), with ``-2``, ``-3``...
+    appended while such a folder exists."""
     base = Path("runs") / f"{config.study}-{config.tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 1
     while out.exists():  # two runs started in the same second: a fresh folder each
@@ -264,7 +266,7 @@ def _start(run: _Run, given: dict[str, Any]) -> StudyOutcome | None:
         from .infer.distributed import init_from_environment
 
         rank, world = init_from_environment()
-    out = Path(config.out) if config.out is not None else _default_out(config)
+    out = Path(config.out) if config.out is not None else default_out(config)
     if world > 1:  # every rank uses rank 0's folder
         box = [str(out)]
         torch.distributed.broadcast_object_list(box, src=0)

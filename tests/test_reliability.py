@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_nrg.cli import _default_out, main
+from pyro_nrg.cli import default_out, main
 from pyro_nrg.energies import ISING_TC, IsingRelaxed
 from pyro_nrg.errors import CheckpointError, TrainingDivergedError
 from pyro_nrg.flows import neural_rg
@@ -145,11 +145,11 @@ def test_resume_options_that_cannot_apply(tmp_path: Path, capsys) -> None:
 def test_default_out_names_the_temperature_and_never_collides(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = IsingStudyConfig(L=4, T=3.0)
-    first = _default_out(cfg)
+    first = default_out(cfg)
     assert first.name.startswith("ising-L4-T3-") and first.parent == Path("runs")
     first.mkdir(parents=True)
-    assert _default_out(cfg) != first  # a run started in the same second gets its own folder
-    assert _default_out(IsingStudyConfig(L=4, T=2.5)).name.startswith("ising-L4-T2.5-")
+    assert default_out(cfg) != first  # a run started in the same second gets its own folder
+    assert default_out(IsingStudyConfig(L=4, T=2.5)).name.startswith("ising-L4-T2.5-")
 
 
 # ------------------------------------------------------------------------------------------------------------
