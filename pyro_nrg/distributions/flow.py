@@ -21,10 +21,10 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
+from ..dtypes import module_dtype_device
 from ..errors import CheckpointError, ConfigMismatchError
 from ..flows import build_flow, flow_config
 from ..io import atomic_torch_save, write_json
-from ..transforms.base import module_dtype_device
 
 __all__ = [
     "FlowDistribution",

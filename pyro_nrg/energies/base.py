@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..dtypes import module_dtype_device
 from ..errors import EventShapeError, NonFiniteError, TemperatureError
 
 __all__ = ["Energy", "check_temperature", "OBSERVABLES"]
@@ -70,10 +71,7 @@ class Energy(torch.nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The floating dtype of the energy's buffers (``energy.double()`` makes it float64), else torch's default."""
-        for b in self.buffers():
-            if b.is_floating_point():
-                return b.dtype
-        return torch.get_default_dtype()
+        return module_dtype_device(self)[0]
 
     @property
     def event_dim(self) -> int:

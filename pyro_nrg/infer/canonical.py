@@ -37,6 +37,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 
 from ..distributions import CanonicalFlow, PhaseSpaceFlow, detached_parameters
+from ..dtypes import module_dtype_device
 from ..energies.base import Energy
 from ..errors import EventShapeError, TemperatureError, TrainingDivergedError
 from .estimators import FreeEnergyEstimate, estimate_free_energy
@@ -65,13 +66,6 @@ def _drop_params(name: str) -> None:
     store = pyro.get_param_store()
     for key in [k for k in store.keys() if k.startswith(name + "$$$")]:
         del store[key]
-
-
-def _model_dtype(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.is_floating_point():
-            return t.dtype, t.device
-    return torch.get_default_dtype(), torch.device("cpu")
 
 
 def _check_pair(model: CanonicalFlow, hamiltonian: Energy) -> None:
@@ -186,7 +180,7 @@ def fit_variational(
     _check_pair(model, hamiltonian)
     if cfg.seed is not None:
         pyro.set_rng_seed(cfg.seed)
-    dtype, device = _model_dtype(model)
+    dtype, device = module_dtype_device(model)
     hamiltonian = hamiltonian.to(device)
     beta, T, n2 = hamiltonian.beta, model.temperature, 2 * model.n
     name = _unique_name("canonical_vi")
@@ -410,7 +404,7 @@ def fit_density(
             f"fit_density needs more samples: {n_total} with val_fraction={cfg.val_fraction} leaves "
             f"{n_total - n_val} for training; supply at least 10 samples"
         )
-    dtype, device = _model_dtype(model)
+    dtype, device = module_dtype_device(model)
     T = model.temperature
     gen = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(n_total, generator=gen)

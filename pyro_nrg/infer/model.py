@@ -28,6 +28,7 @@ from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_sample
 
 from ..distributions import FlowDistribution, LatticeSymmetrized, Z2Symmetrized, standard_normal
+from ..dtypes import module_dtype_device
 from ..energies.base import Energy
 from ..errors import EventShapeError
 from ..transforms.base import PairedTransformModule, Reshaped
@@ -168,8 +169,7 @@ class FlowGuide(AutoContinuous):
             )
 
     def get_base_dist(self) -> dist.TorchDistribution:
-        p = next(self.flow.parameters(), None)
-        dtype, device = (p.dtype, p.device) if p is not None else (None, None)
+        dtype, device = module_dtype_device(self.flow)
         return standard_normal((self.latent_dim,), dtype, device)
 
     def get_transform(self, *args: Any, **kwargs: Any) -> PairedTransformModule:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from ..distributions import FlowDistribution, Z2Symmetrized
+from ..dtypes import module_dtype_device
 from ..energies.base import Energy
 from ..errors import EventShapeError
 from ..transforms.base import PairedTransformModule
@@ -131,10 +132,8 @@ def to_physical(
 
 
 def param_dtype(module: Any) -> torch.dtype:
-    """The dtype of a module's first parameter (torch's default for a module without parameters)."""
-    params = module.parameters() if isinstance(module, torch.nn.Module) else iter(())
-    p = next(iter(params), None)
-    return p.dtype if p is not None else torch.get_default_dtype()
+    """The dtype a module computes in (:func:`pyro_nrg.dtypes.module_dtype_device`)."""
+    return module_dtype_device(module)[0]
 
 
 @contextlib.contextmanager
