@@ -85,10 +85,20 @@ def test_cli_alanine_fixture_and_digits_studies(tmp_path: Path) -> None:
     assert len(s["mi_psi"]) == 4 and s["frames"] == 300 and len(s["omega_cm1"]) == 24
     for name in ("ramachandran.png", "spectrum.png", "modes.png", "report.md", "model.pt", "metrics.jsonl"):
         assert (tmp_path / "al" / name).exists(), name
+    # the implicit-solvent set ships with the package: no OpenMM, 3000 frames of 6 ns
+    assert main(["alanine", "--data", "implicit", *tiny, "--out", str(tmp_path / "im")]) == 0
+    s = json.loads((tmp_path / "im" / "summary.json").read_text())
+    assert s["frames"] == 3000 and s["trajectory_ns"] == 6.0
     assert main(["digits", *tiny, "--out", str(tmp_path / "dg")]) == 0
     s = json.loads((tmp_path / "dg" / "summary.json").read_text())
     assert set(s["recon_mse"]) == {"1", "2", "4", "8", "16", "32"} and s["test_bits_per_dim"] > 0
     assert (tmp_path / "dg" / "compression.png").exists()
+
+
+def test_cli_alanine_shipped_data_is_at_300_kelvin(tmp_path: Path, capsys) -> None:
+    assert main(["alanine", "--temperature", "350", "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert "--data md" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 def test_cli_help_explains_every_study(capsys) -> None:

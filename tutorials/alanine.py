@@ -1,11 +1,11 @@
 # %% [markdown]
 # # Alanine dipeptide: slow modes of a molecule from a neural canonical transformation
 #
-# Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), Sec. V C. We run OpenMM Langevin dynamics of alanine dipeptide
-# (vacuum, 300 K, Amber force field from openmmtools), keep the 10 heavy atoms, remove rigid-body motion, and fit a
-# symplectic flow to the phase-space density: positions from the trajectory, momenta from Maxwell–Boltzmann with
-# the atomic masses. The latent Hamiltonian is a set of independent oscillators; the slowest ones should carry the
-# backbone dihedrals ψ and φ, and walking along them should move the backbone.
+# Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), Sec. V C. We take the shipped Langevin dynamics of alanine dipeptide
+# (OpenMM, vacuum, 3 x 250 ns at 300 K, Amber force field from openmmtools), keep the 10 heavy atoms, remove
+# rigid-body motion, and fit a symplectic flow to the phase-space density: positions from the trajectory, momenta
+# from Maxwell–Boltzmann with the atomic masses. The latent Hamiltonian is a set of independent oscillators; the
+# slowest ones should carry the backbone dihedrals ψ and φ, and walking along them should move the backbone.
 #
 # Aligned frames lie on a 24-dimensional linear subspace of the 30 coordinates (6 rigid-body constraints), so the
 # flow works on 24 mass-weighted internal coordinates (48-D phase space, unit masses, T = 1 in thermal units).
@@ -26,7 +26,7 @@ import torch
 
 from pyro_nrg.analysis import mode_mutual_information
 from pyro_nrg.analysis.modes import latent_mode_path
-from pyro_nrg.data.alanine import AlanineSettings, alanine_fixture, load_alanine
+from pyro_nrg.data.alanine import alanine_dataset, alanine_fixture
 from pyro_nrg.distributions import pca_canonical_flow
 from pyro_nrg.infer.canonical import DensityConfig, fit_density, maxwell_boltzmann
 from pyro_nrg.plotting import plot_backbone_path, plot_ramachandran, plot_spectrum
@@ -40,8 +40,8 @@ CM1_PER_RAD_PS = 1 / (2 * math.pi * 0.0299792458)  # rad/ps -> wavenumber (cm^-1
 out = Path(__file__).resolve().parent / "output"
 out.mkdir(exist_ok=True)
 
-# %% data: 30 ns of vacuum MD at 300 K (cached after the first run; the tiny bundled fixture in CI)
-traj = alanine_fixture() if CI else load_alanine(AlanineSettings(temperature=300.0, duration_ns=30.0))
+# %% data: the shipped 3 x 250 ns of vacuum MD at 300 K (the tiny bundled fixture in CI)
+traj = alanine_fixture() if CI else alanine_dataset("vacuum")  # shipped: 3 x 250 ns at 300 K, no OpenMM
 print(f"{traj.n_frames} frames, {traj.settings.duration_ns} ns, MD speed {traj.md_ns_per_minute:.1f} ns/min")
 plot_ramachandran(traj.phi, traj.psi).savefig(out / "alanine_ramachandran.png", dpi=120)
 

@@ -417,8 +417,12 @@ class AlanineStudyConfig(_DemoBase):
 
     study: ClassVar[str] = "alanine"
 
-    duration_ns: float = _opt(30.0, "MD trajectory length in ns", "data and model")
-    temperature: float = _opt(300.0, "MD temperature in K", "data and model")
+    data: str = _opt("vacuum", "data set: 'vacuum' or 'implicit' ship with the package (3 x 250 ns and 3 x 2 ns at "
+                     "300 K, no OpenMM needed); 'md' runs --duration-ns of new vacuum MD with OpenMM", "data and model",
+                     choices=("vacuum", "implicit", "md"))
+    duration_ns: float = _opt(30.0, "MD trajectory length in ns (with --data md)", "data and model")
+    temperature: float = _opt(300.0, "MD temperature in K (with --data md; the shipped sets are at 300 K)",
+                              "data and model")
     fixture: bool = _opt(False, "use the bundled 300-frame trajectory instead of running OpenMM (a smoke test)",
                          "data and model")
     hidden: int = _opt(64, "hidden width", "data and model")
@@ -426,12 +430,18 @@ class AlanineStudyConfig(_DemoBase):
     batch_size: int = _opt(256, "minibatch size", "training", flags=("--batch", "--batch-size"))
 
     def _check(self) -> None:
+        self._choice("data")
         self._real("duration_ns", positive=True, fix="give the MD length in ns, e.g. --duration-ns 30")
         self._real("temperature", positive=True, fix="give the MD temperature in K, e.g. --temperature 300")
+        if self.data != "md" and not self.fixture and self.temperature != 300.0:
+            self._fail("temperature", self.temperature, "300 K for the shipped data sets",
+                       "add --data md to run new MD at another temperature")
         self._check_training()
 
     def tag(self) -> str:
-        return "fixture" if self.fixture else f"{self.duration_ns:g}ns"
+        if self.fixture:
+            return "fixture"
+        return f"md{self.duration_ns:g}ns" if self.data == "md" else self.data
 
 
 @dataclass

@@ -58,13 +58,17 @@ def _fit(model: Any, q: torch.Tensor, opts: Any, run: RunFolder, patience: int) 
 def _alanine(opts: Any, run: RunFolder) -> StudyOutcome:
     from ..analysis import mode_mutual_information
     from ..analysis.modes import latent_mode_path
-    from ..data.alanine import AlanineSettings, alanine_fixture, load_alanine
+    from ..data.alanine import AlanineSettings, alanine_dataset, alanine_fixture, load_alanine
     from ..distributions import pca_canonical_flow
     from ..infer.canonical import maxwell_boltzmann
     from ..plotting import plot_backbone_path, plot_ramachandran, plot_spectrum
 
-    traj = alanine_fixture() if opts.fixture else load_alanine(
-        AlanineSettings(temperature=opts.temperature, duration_ns=opts.duration_ns))
+    if opts.fixture:
+        traj = alanine_fixture()
+    elif opts.data == "md":
+        traj = load_alanine(AlanineSettings(temperature=opts.temperature, duration_ns=opts.duration_ns))
+    else:
+        traj = alanine_dataset(opts.data)
     proj = traj.projection(time_unit_ps=TAU_PS)
     q = torch.tensor(proj.to_internal(traj.positions), dtype=getattr(torch, opts.dtype))
     model = pca_canonical_flow(q, n_blocks=opts.blocks, hidden=opts.hidden).to(q.dtype)
