@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import pyro.distributions as dist
 import torch
@@ -32,7 +32,22 @@ __all__ = [
 ]
 
 
-class Z2Symmetrized(dist.TorchDistribution):
+class _SavedAsItself:
+    """``save``/``load`` for a mixture that is saved as itself (flow weights, flow config, the mixture's settings)."""
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the mixture as itself; see :func:`save_distribution`."""
+        save_distribution(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
+    ) -> Self:
+        """Load a mixture saved by :meth:`save` (frozen unless ``requires_grad``); see :func:`load_distribution`."""
+        return _load_as(cls, path, map_location, requires_grad)
+
+
+class Z2Symmetrized(_SavedAsItself, dist.TorchDistribution):
     r""":math:`\tfrac12 [q(x) + q(-x)]`: the :math:`x \to -x` symmetrisation of a distribution ``q``.
 
     ``rsample`` draws :math:`x \sim q` and flips its sign with probability 1/2 (the sign is independent of the
@@ -58,17 +73,6 @@ class Z2Symmetrized(dist.TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the mixture as itself (flow weights, flow config and the mixture's settings); see
-        :func:`save_distribution`."""
-        save_distribution(self, path)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
-    ) -> Z2Symmetrized:
-        """Load a mixture saved by :meth:`save` (frozen unless ``requires_grad``); see :func:`load_distribution`."""
-        return _load_as(cls, path, map_location, requires_grad)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         base = self.base
@@ -161,7 +165,7 @@ def lattice_symmetry_maps(
     return maps
 
 
-class LatticeSymmetrized(dist.TorchDistribution):
+class LatticeSymmetrized(_SavedAsItself, dist.TorchDistribution):
     r""":math:`q_S(x) = \frac1{|S|}\sum_{g\in S} q(g^{-1}x)`: a distribution averaged over lattice symmetries.
 
     A NeuralRG flow is built of blocks, so its :math:`q` is not invariant under the translations and rotations of
@@ -230,17 +234,6 @@ class LatticeSymmetrized(dist.TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the mixture as itself (flow weights, flow config and the mixture's settings); see
-        :func:`save_distribution`."""
-        save_distribution(self, path)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None, requires_grad: bool = False
-    ) -> LatticeSymmetrized:
-        """Load a mixture saved by :meth:`save` (frozen unless ``requires_grad``); see :func:`load_distribution`."""
-        return _load_as(cls, path, map_location, requires_grad)
 
     def _map(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         batch = x.shape[: x.dim() - len(self.event_shape)]
