@@ -28,7 +28,7 @@ from pyro_nrg.infer import DistillConfig, Distiller
 
 def _distiller(L: int, batch: int, steps: int) -> Distiller:
     pyro.set_rng_seed(0)
-    cfg = DistillConfig(steps=steps, batch=batch, lr=1e-3, seed=0)
+    cfg = DistillConfig(steps=steps, batch_size=batch, lr=1e-3, seed=0)
     return Distiller(IsingRelaxed(L, ISING_TC), neural_rg(L=L), cfg)
 
 

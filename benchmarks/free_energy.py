@@ -55,7 +55,7 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     ``translations`` trains the lattice-symmetrised mixture (``DistillConfig.translations``);
     ``symmetric_evals`` adds, for each ``(translations, point_group)``, the F_q and IS estimate of the trained
     flow's lattice-symmetrised mixture (``Distiller.estimate``), which is never worse (convexity of KL)."""
-    d = distiller(L, T, steps=10**6, batch=batch, lr=lr, seed=seed, head=head, path_gradient=gradient == "path",
+    d = distiller(L, T, steps=10**6, batch_size=batch, lr=lr, seed=seed, head=head, path_gradient=gradient == "path",
                   translations=translations, **flow_kw)
     energy, flow = d.energy, d.flow
     budget = TimeBudget(budget_s)
@@ -131,7 +131,7 @@ def step_time(L: int, batch: int, pyro_flow: bool, head: str = "tanh", **flow_kw
         flow = TransformBlock(stack)
         flow.event_shape = (N,)
     n = sum(p.numel() for p in flow.parameters())
-    d = Distiller(energy, flow, DistillConfig(steps=10**6, batch=batch, z2_symmetric=True))
+    d = Distiller(energy, flow, DistillConfig(steps=10**6, batch_size=batch, z2_symmetric=True))
     t, _ = median_time(d.train_step, repeats=15, warmup=3)
     return t, n
 

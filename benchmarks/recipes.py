@@ -20,7 +20,7 @@ from pyro_nrg.infer import DistillConfig, Distiller
 __all__ = ["distiller"]
 
 
-def distiller(L: int, T: float = ISING_TC, steps: int = 1500, batch: int = 256, lr: float = 3e-3, seed: int = 0,
+def distiller(L: int, T: float = ISING_TC, steps: int = 1500, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
               head: str = "tanh", odd: bool = False, path_gradient: bool = True, translations: int = 1,
               checkpoint_dir: Path | None = None, **flow_kw: Any) -> Distiller:
     """A :class:`~pyro_nrg.infer.Distiller` of the recipe, seeded (``pyro.set_rng_seed(seed)``) before the energy
@@ -29,6 +29,6 @@ def distiller(L: int, T: float = ISING_TC, steps: int = 1500, batch: int = 256, 
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
     flow = neural_rg(L=L, head=head, odd=odd, **flow_kw)
-    cfg = DistillConfig(steps=steps, batch=batch, lr=lr, warmup_steps=50, z2_symmetric=not odd,
+    cfg = DistillConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=50, z2_symmetric=not odd,
                         path_gradient=path_gradient, translations=translations)
     return Distiller(energy, flow, cfg, checkpoint_dir=checkpoint_dir)

@@ -80,7 +80,8 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     (benchmarks/flow_mh_coverage.py).
     """
     folder = flow_dir / f"L{L}" if flow_dir is not None else None
-    d = distiller(L, ISING_TC, steps=steps, batch=batch, lr=lr, seed=seed, head=head, odd=odd, checkpoint_dir=folder)
+    d = distiller(L, ISING_TC, steps=steps, batch_size=batch, lr=lr, seed=seed, head=head, odd=odd,
+                  checkpoint_dir=folder)
     resumed = folder is not None and (folder / "checkpoint.pt").exists()
     if resumed:
         d.load_checkpoint()

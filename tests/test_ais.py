@@ -64,7 +64,7 @@ def test_one_temperature_without_transitions_is_plain_importance_sampling() -> N
 def undertrained_l4():
     energy = IsingRelaxed(4, ISING_TC)
     pyro.set_rng_seed(0)
-    result = distill(energy, neural_rg(L=4, hidden=16), steps=60, batch=128, lr=5e-3, progress=False, seed=3)
+    result = distill(energy, neural_rg(L=4, hidden=16), steps=60, batch_size=128, lr=5e-3, progress=False, seed=3)
     return energy, result
 
 

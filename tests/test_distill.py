@@ -54,7 +54,7 @@ def _small_flow(L: int = 4):
 
 def test_distillation_reaches_exact_free_energy_l4() -> None:
     energy = IsingRelaxed(4, ISING_TC)
-    result = distill(energy, neural_rg(L=4), steps=300, batch=256, lr=5e-3, progress=False, seed=1)
+    result = distill(energy, neural_rg(L=4), steps=300, batch_size=256, lr=5e-3, progress=False, seed=1)
     fq = result.history["fq"]
     assert fq[-1] < fq[0] - 10  # F_q decreases a lot
     est = result.distiller.estimate(4096)
@@ -65,7 +65,7 @@ def test_distillation_reaches_exact_free_energy_l4() -> None:
 
 def test_resume_is_bit_exact(tmp_path) -> None:
     energy = IsingRelaxed(4, 3.0)
-    cfg = dict(steps=6, batch=32, lr=1e-2, checkpoint_every=3, seed=5, progress=False)
+    cfg = dict(steps=6, batch_size=32, lr=1e-2, checkpoint_every=3, seed=5, progress=False)
     pyro.set_rng_seed(0)
     full = distill(energy, _small_flow(), checkpoint_dir=tmp_path / "a", **cfg)
     pyro.set_rng_seed(0)
@@ -83,14 +83,14 @@ def test_resume_is_bit_exact(tmp_path) -> None:
 
 def test_existing_checkpoint_is_not_overwritten_and_mismatch_is_refused(tmp_path) -> None:
     energy = IsingRelaxed(4, 3.0)
-    distill(energy, _small_flow(), steps=2, batch=16, checkpoint_dir=tmp_path, progress=False)
+    distill(energy, _small_flow(), steps=2, batch_size=16, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="resume=True"):
-        distill(energy, _small_flow(), steps=2, batch=16, checkpoint_dir=tmp_path, progress=False)
+        distill(energy, _small_flow(), steps=2, batch_size=16, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ConfigMismatchError, match="flow.n_couplings"):
-        distill(energy, neural_rg(L=4, n_couplings=3, hidden=16), steps=2, batch=16, checkpoint_dir=tmp_path,
+        distill(energy, neural_rg(L=4, n_couplings=3, hidden=16), steps=2, batch_size=16, checkpoint_dir=tmp_path,
                 resume=True, progress=False)
     with pytest.raises(ConfigMismatchError, match="temperature"):
-        distill(IsingRelaxed(4, 2.0), _small_flow(), steps=2, batch=16, checkpoint_dir=tmp_path, resume=True,
+        distill(IsingRelaxed(4, 2.0), _small_flow(), steps=2, batch_size=16, checkpoint_dir=tmp_path, resume=True,
                 progress=False)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
@@ -101,16 +101,17 @@ def test_checkpoint_saved_before_new_flow_fields_still_resumes(tmp_path) -> None
     """A checkpoint whose flow config predates the head and coupling fields describes a flow without a head and
     with affine couplings: it resumes into that flow and is refused for today's default flow (which has a head)."""
     energy = IsingRelaxed(4, 3.0)
-    distill(energy, _small_flow(), steps=2, batch=16, checkpoint_dir=tmp_path, progress=False)
+    distill(energy, _small_flow(), steps=2, batch_size=16, checkpoint_dir=tmp_path, progress=False)
     path = tmp_path / "checkpoint.pt"
     blob = torch.load(path, weights_only=True)
     blob["config"]["flow"] = {k: v for k, v in blob["config"]["flow"].items()
                               if not k.startswith(("head", "coupling"))}
     torch.save(blob, path)
-    resumed = distill(energy, _small_flow(), steps=3, batch=16, checkpoint_dir=tmp_path, resume=True, progress=False)
+    resumed = distill(energy, _small_flow(), steps=3, batch_size=16, checkpoint_dir=tmp_path, resume=True,
+                      progress=False)
     assert resumed.history["step"][-1] == 3
     with pytest.raises(ConfigMismatchError, match="flow.head: checkpoint 'none' vs model 'tanh'"):
-        distill(energy, neural_rg(L=4, n_couplings=2, hidden=16), steps=4, batch=16, checkpoint_dir=tmp_path,
+        distill(energy, neural_rg(L=4, n_couplings=2, hidden=16), steps=4, batch_size=16, checkpoint_dir=tmp_path,
                 resume=True, progress=False)
 
 
@@ -130,7 +131,7 @@ class NaNAfter(IsingRelaxed):
 def test_nan_energy_stops_with_named_error_and_keeps_checkpoint(tmp_path) -> None:
     energy = NaNAfter(after=4)
     with pytest.raises(TrainingDivergedError, match="diverged at step 4: non-finite loss"):
-        distill(energy, _small_flow(), steps=10, batch=16, checkpoint_every=2, checkpoint_dir=tmp_path,
+        distill(energy, _small_flow(), steps=10, batch_size=16, checkpoint_every=2, checkpoint_dir=tmp_path,
                 progress=False)
     blob = load_checkpoint(tmp_path / "checkpoint.pt")
     assert blob["step"] == 2  # the last good checkpoint, untouched by the failed step
@@ -252,7 +253,7 @@ def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
     norms = {}
     for gradient in ("reparam", "path"):
         pyro.set_rng_seed(0)
-        cfg = DistillConfig(batch=64, z2_symmetric=True, path_gradient=gradient == "path", clip_norm=None)
+        cfg = DistillConfig(batch_size=64, z2_symmetric=True, path_gradient=gradient == "path", clip_norm=None)
         d = Distiller(energy, _small_flow(), cfg)
         rec = d.train_step()
         norms[gradient] = rec["grad_norm"]
@@ -263,7 +264,7 @@ def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
 
 def test_path_gradient_trains() -> None:
     energy = IsingRelaxed(4, 3.0)
-    res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, path_gradient=True, progress=False)
+    res = distill(energy, _small_flow(), steps=60, batch_size=128, lr=5e-3, path_gradient=True, progress=False)
     assert res.history["fq"][-1] < res.history["fq"][0] - 5
 
 
@@ -285,7 +286,7 @@ def test_distillation_on_gaussian_phi4_recovers_exact_log_z() -> None:
 
     pyro.set_rng_seed(0)
     energy = Phi4(4, kappa=0.2, lam=0.0)
-    res = distill(energy, _small_flow(), steps=60, batch=128, lr=5e-3, z2_symmetric=False, progress=False)
+    res = distill(energy, _small_flow(), steps=60, batch_size=128, lr=5e-3, z2_symmetric=False, progress=False)
     est = res.distiller.estimate(4096)
     assert abs(est.log_z - energy.log_z()) < 4 * est.log_z_err + 1e-3
     assert est.f_q_rel_err > -1e-3  # F_q is an upper bound (up to its own noise)
@@ -296,7 +297,7 @@ def test_estimate_after_user_scoring_with_gradients_and_coverage_check() -> None
     flow. coverage_check flags target samples the flow never proposes (here: draws of a much wider Gaussian)."""
     pyro.set_rng_seed(3)
     energy = IsingRelaxed(4, 3.0)
-    d = Distiller(energy, _small_flow(), DistillConfig(steps=3, batch=32))
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=3, batch_size=32))
     d.run(progress=False)
     q = d.guide.distribution()
     x = q.sample((8,)).requires_grad_(True)
@@ -346,7 +347,7 @@ def test_forward_kl_of_a_distilled_flow_on_exact_relaxed_draws() -> None:
     kls = []
     for steps in (5, 150):
         pyro.set_rng_seed(0)
-        d = Distiller(energy, _small_flow(), DistillConfig(steps=steps, batch=128, lr=5e-3))
+        d = Distiller(energy, _small_flow(), DistillConfig(steps=steps, batch_size=128, lr=5e-3))
         d.run(progress=False)
         kls.append(forward_kl(energy, d.guide.distribution(), x))
     assert all(r.kl > -4 * r.kl_err for r in kls)
@@ -396,7 +397,7 @@ def test_guide_direct_parameters_skips_pyro_param_sites_only_inside_the_block() 
 def test_run_follows_a_goal_moved_by_a_callback() -> None:
     """``run()`` reads ``config.steps`` after every step (a wall-time budget moves it); ``run(steps=n)`` does not."""
     energy = IsingRelaxed(4, 3.0)
-    d = Distiller(energy, _small_flow(), DistillConfig(steps=5, batch=8, warmup_steps=0))
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=5, batch_size=8, warmup_steps=0))
 
     def extend(dd: Distiller, rec: dict) -> bool:
         if dd.step == 3:
@@ -415,7 +416,7 @@ def test_time_budget_stops_on_time_with_the_schedule_at_its_floor() -> None:
     import time
 
     energy = IsingRelaxed(4, 3.0)
-    d = Distiller(energy, _small_flow(), DistillConfig(steps=10**6, batch=16, lr=1e-2, warmup_steps=0))
+    d = Distiller(energy, _small_flow(), DistillConfig(steps=10**6, batch_size=16, lr=1e-2, warmup_steps=0))
     budget = TimeBudget(1.5).start()
     d.run(callbacks=[budget], progress=False)
     elapsed = time.perf_counter() - budget.t0
@@ -438,7 +439,7 @@ def test_one_learning_rate_schedule_for_every_trainer() -> None:
 
     f = warmup_cosine(1500, 100, 0.02)
     assert all(f(t) == old(t) for t in range(0, 1600, 7))
-    d = Distiller(GaussianEnergy(4, 1.0), _small_flow(), DistillConfig(steps=30, batch=8, lr=1e-2, warmup_steps=5))
+    d = Distiller(GaussianEnergy(4, 1.0), _small_flow(), DistillConfig(steps=30, batch_size=8, lr=1e-2, warmup_steps=5))
     d.run(progress=False)
     g = warmup_cosine(30, 5, 0.02)
     assert d.history["lr"] == pytest.approx([1e-2 * g(t) for t in range(30)], rel=1e-12)

@@ -22,7 +22,7 @@ def _make(tmp: Path | None, shards: int = 1, steps: int = STEPS) -> Distiller:
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(4, 3.0)
     flow = neural_rg(L=4, n_couplings=2, hidden=8)
-    cfg = DistillConfig(steps=steps, batch=BATCH, lr=1e-2, seed=3, shards=shards, checkpoint_every=3,
+    cfg = DistillConfig(steps=steps, batch_size=BATCH, lr=1e-2, seed=3, shards=shards, checkpoint_every=3,
                         schedule="constant", warmup_steps=0)  # the same learning rate whatever the planned length
     return Distiller(energy, flow, cfg, checkpoint_dir=tmp)
 

@@ -159,7 +159,7 @@ def test_load_of_a_distillation_checkpoint_points_to_load_checkpoint(tmp_path) -
 
     energy = IsingRelaxed(4, 3.0)
     flow = neural_rg(L=4, n_couplings=2, hidden=8)
-    distill(energy, flow, steps=2, batch=8, checkpoint_dir=tmp_path, progress=False)
+    distill(energy, flow, steps=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="load_checkpoint"):
         FlowDistribution.load(tmp_path / "checkpoint.pt")
 

@@ -36,7 +36,7 @@ T_TEST = 3.0  # above T_c: the relaxed L=4 model is not bimodal enough for rever
 def trained_l4() -> tuple[IsingRelaxed, object]:
     """IsingRelaxed(4, 3.0) and a FlowGuide distilled for ~300 steps (F_q within ~1 % of F); cached per session."""
     energy = IsingRelaxed(4, T_TEST)
-    result = distill(energy, neural_rg(L=4), steps=300, batch=256, lr=5e-3, progress=False, seed=1)
+    result = distill(energy, neural_rg(L=4), steps=300, batch_size=256, lr=5e-3, progress=False, seed=1)
     return energy, result.guide
 
 

@@ -244,10 +244,11 @@ def _energy_flow(seed: int = 0):
 
 def test_distill_raises_the_documented_error_on_divergence() -> None:
     with pytest.raises(TrainingDivergedError, match="no checkpoint is written by this run"):
-        distill(*_energy_flow(), steps=30, batch=16, lr=1e9, progress=False)
+        distill(*_energy_flow(), steps=30, batch_size=16, lr=1e9, progress=False)
     torch.manual_seed(0)  # the case: the default flow, no clipping, lr=1 (F_q reached 1.5e12 unnoticed)
     with pytest.raises(TrainingDivergedError, match="far above the median"):
-        distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=60, batch=64, lr=1, clip_norm=None, progress=False)
+        distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=60, batch_size=64, lr=1, clip_norm=None,
+                progress=False)
 
 
 def test_a_finite_blow_up_keeps_the_checkpoint_from_before_it(tmp_path: Path) -> None:
@@ -261,7 +262,7 @@ def test_a_finite_blow_up_keeps_the_checkpoint_from_before_it(tmp_path: Path) ->
             d.config.clip_norm = None
 
     with pytest.raises(TrainingDivergedError) as exc:
-        distill(*_energy_flow(), steps=60, batch=16, lr=3e-3, checkpoint_dir=tmp_path, checkpoint_every=5,
+        distill(*_energy_flow(), steps=60, batch_size=16, lr=3e-3, checkpoint_dir=tmp_path, checkpoint_every=5,
                 callbacks=[kick], progress=False)
     blob = load_checkpoint(tmp_path / "checkpoint.pt")
     assert f"{tmp_path / 'checkpoint.pt'} (step {blob['step']}), was written before the divergence" in str(exc.value)
@@ -272,9 +273,9 @@ def test_a_finite_blow_up_keeps_the_checkpoint_from_before_it(tmp_path: Path) ->
 
 
 def test_resume_with_a_lower_learning_rate_takes_it(tmp_path: Path) -> None:
-    distill(*_energy_flow(), steps=20, batch=16, lr=1e-2, warmup_steps=0, checkpoint_dir=tmp_path, progress=False,
+    distill(*_energy_flow(), steps=20, batch_size=16, lr=1e-2, warmup_steps=0, checkpoint_dir=tmp_path, progress=False,
             callbacks=[lambda d, rec: d.step == 6])  # stopped at step 6 of 20 (checkpoint there)
-    r = distill(*_energy_flow(), steps=20, batch=16, lr=1e-3, warmup_steps=0, checkpoint_dir=tmp_path, resume=True,
+    r = distill(*_energy_flow(), steps=20, batch_size=16, lr=1e-3, warmup_steps=0, checkpoint_dir=tmp_path, resume=True,
                 progress=False)
     lr = r.history["lr"]
     assert lr[5] > 5e-3 and lr[6] < 1e-3 and lr[6] / lr[5] == pytest.approx(0.1, rel=0.2)  # at once, on schedule
@@ -414,7 +415,7 @@ def test_load_checkpoint_refuses_without_torchs_advice(tmp_path: Path) -> None:
 
 def _train(folder: Path, steps: int) -> dict:
     energy, flow = _energy_flow()
-    r = distill(energy, flow, steps=steps, batch=16, lr=3e-3, checkpoint_dir=folder, resume=True,
+    r = distill(energy, flow, steps=steps, batch_size=16, lr=3e-3, checkpoint_dir=folder, resume=True,
                 checkpoint_every=3, progress=False)
     return {k: v.clone() for k, v in r.flow.state_dict().items()}
 

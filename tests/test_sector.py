@@ -21,7 +21,7 @@ def trained_tc() -> tuple[IsingRelaxed, object]:
     """IsingRelaxed(4, T_c) and a Z2-symmetrized FlowGuide after 300 steps (F_q ~0.5 % above exact). Its bare
     flow covers one magnetisation sector: 20-30 % of plain latent walkers sit in the other one for a whole run."""
     energy = IsingRelaxed(4, ISING_TC)
-    result = distill(energy, neural_rg(L=4), steps=300, batch=256, lr=5e-3, progress=False, seed=1)
+    result = distill(energy, neural_rg(L=4), steps=300, batch_size=256, lr=5e-3, progress=False, seed=1)
     return energy, result.guide
 
 

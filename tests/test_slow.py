@@ -18,7 +18,7 @@ def test_l8_distillation_at_tc_reaches_half_a_percent() -> None:
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(8, ISING_TC)
     d = Distiller(energy, neural_rg(L=8),
-                  DistillConfig(steps=2000, batch=256, lr=3e-3, path_gradient=True, warmup_steps=100))
+                  DistillConfig(steps=2000, batch_size=256, lr=3e-3, path_gradient=True, warmup_steps=100))
     d.run(progress=False)
     est = d.estimate(16384)
     assert 0 < est.f_q_rel_err < 6e-3
@@ -29,7 +29,7 @@ def test_l4_temperature_sweep_matches_kaufman() -> None:
     for T in (1.8, ISING_TC, 3.5):
         pyro.set_rng_seed(0)
         energy = IsingRelaxed(4, T)
-        d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=600, batch=256, lr=5e-3))
+        d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=600, batch_size=256, lr=5e-3))
         d.run(progress=False)
         est = d.estimate(16384)
         assert 0 < est.f_q_rel_err < 5e-3, (T, est)

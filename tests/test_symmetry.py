@@ -89,7 +89,7 @@ def test_symmetrised_estimate_of_a_trained_flow_has_lower_fq_and_covers_ln_z() -
     after 200 steps: F_q 0.85 % -> 0.56 % with the point group; 8x8 at T_c: 0.44 % -> 0.33 %, docs/physics.md)."""
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(4, ISING_TC)
-    d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=200, batch=256, lr=5e-3, path_gradient=True))
+    d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=200, batch_size=256, lr=5e-3, path_gradient=True))
     d.run(progress=False)
     plain = d.estimate(8192)
     sym = d.estimate(8192, translations=2, point_group=True)
@@ -101,7 +101,7 @@ def test_symmetrised_estimate_of_a_trained_flow_has_lower_fq_and_covers_ln_z() -
 def test_training_with_translations_lowers_fq_and_flow_mh_stays_exact() -> None:
     pyro.set_rng_seed(0)
     energy = IsingRelaxed(4, ISING_TC)
-    d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=120, batch=128, lr=5e-3, path_gradient=True,
+    d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=120, batch_size=128, lr=5e-3, path_gradient=True,
                                                        translations=2))
     d.run(progress=False)
     assert d.history["fq"][-1] < d.history["fq"][0] - 10

@@ -37,7 +37,7 @@ pyro.set_rng_seed(1)
 # %% the prior: a flow distilled to the relaxed Ising model at T = 2.5 (above T_c: one magnetisation sector)
 L, T, sigma = (4, 2.5, 1.0) if SMOKE else (8, 2.5, 1.0)
 energy = nrg.IsingRelaxed(L, T)
-result = nrg.distill(energy, nrg.neural_rg(L=L), steps=150 if SMOKE else 1500, batch=256, lr=5e-3,
+result = nrg.distill(energy, nrg.neural_rg(L=L), steps=150 if SMOKE else 1500, batch_size=256, lr=5e-3,
                      z2_symmetric=False, progress=False)
 flow = result.flow.requires_grad_(False)
 prior = FlowDistribution(flow)

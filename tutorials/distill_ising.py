@@ -25,7 +25,8 @@ energy = nrg.IsingRelaxed(L=8, temperature=nrg.ISING_TC)
 flow = nrg.neural_rg(L=8)
 
 # %% distil (Pyro Trace_ELBO, one vectorised particle per sample, path gradients)
-result = nrg.distill(energy, flow, steps=60 if SMOKE else 1500, batch=256, lr=3e-3, path_gradient=True, progress=False)
+result = nrg.distill(energy, flow, steps=60 if SMOKE else 1500, batch_size=256, lr=3e-3, path_gradient=True,
+                     progress=False)
 
 # %% free energies in float64 against the exact value
 est = result.distiller.estimate(2048 if SMOKE else 16384)

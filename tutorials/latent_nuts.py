@@ -36,7 +36,7 @@ T = 3.0 if SMOKE else nrg.ISING_TC
 energy = nrg.IsingRelaxed(L, T)
 
 # %% distil the flow (reverse KL; see tutorials/distill_ising.py)
-result = nrg.distill(energy, nrg.neural_rg(L=L), steps=200 if SMOKE else 1500, batch=256, lr=5e-3, progress=False)
+result = nrg.distill(energy, nrg.neural_rg(L=L), steps=200 if SMOKE else 1500, batch_size=256, lr=5e-3, progress=False)
 est = result.distiller.estimate(2048)
 print(f"F_q = {est.f_q:.4f} ± {est.f_q_err:.4f}, exact F = {-T * energy.log_z():.4f} ({est.f_q_rel_err:.2%} above)")
 

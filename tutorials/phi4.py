@@ -15,13 +15,13 @@ steps = 60 if SMOKE else 1000
 
 # %% Gaussian check (λ = 0): exact ln Z
 free = nrg.Phi4(L=8, kappa=0.2, lam=0.0)
-res = nrg.distill(free, nrg.neural_rg(L=8), steps=steps, batch=256, lr=3e-3, z2_symmetric=False, progress=False)
+res = nrg.distill(free, nrg.neural_rg(L=8), steps=steps, batch_size=256, lr=3e-3, z2_symmetric=False, progress=False)
 est = res.distiller.estimate(4096)
 print(f"λ=0: ln Z exact {free.log_z():.4f}, importance-sampled {est.log_z:.4f} ± {est.log_z_err:.4f}")
 
 # %% interacting field (λ = 0.02, symmetric phase)
 phi4 = nrg.Phi4(L=8, kappa=0.2, lam=0.02)
-res = nrg.distill(phi4, nrg.neural_rg(L=8), steps=steps, batch=256, lr=3e-3, z2_symmetric=True, progress=False)
+res = nrg.distill(phi4, nrg.neural_rg(L=8), steps=steps, batch_size=256, lr=3e-3, z2_symmetric=True, progress=False)
 est = res.distiller.estimate(4096)
 print(f"λ=0.02: F_q = {est.f_q:.4f} ± {est.f_q_err:.4f}, F_IS = {est.f_is:.4f} ± {est.f_is_err:.4f}, "
       f"ESS/N = {est.ess_fraction:.3f}")

@@ -13,7 +13,7 @@ bit-exactly. Checkpoints are data, never code (``torch.load(weights_only=True)``
 Example:
     >>> from pyro_nrg.energies import IsingRelaxed, ISING_TC
     >>> from pyro_nrg.flows import neural_rg
-    >>> result = distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=20, batch=64, progress=False)
+    >>> result = distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=20, batch_size=64, progress=False)
     >>> result.history["fq"][-1] < result.history["fq"][0]
     True
 """
@@ -76,7 +76,7 @@ class DistillConfig:
 
     Attributes:
         steps: total optimisation steps.
-        batch: samples per step (vectorised ELBO particles).
+        batch_size: samples per step (vectorised ELBO particles).
         lr: peak learning rate (Adam).
         weight_decay: AdamW-style decoupled weight decay (0 = plain Adam).
         schedule: ``"cosine"`` (warm-up times a cosine decay to ``final_lr_ratio * lr``,
@@ -102,14 +102,14 @@ class DistillConfig:
             step on).
         divergence_window: steps of the running median.
         max_grad_norm: a gradient norm (before clipping) above this is a divergence (``None`` = no limit).
-        shards: independent sample streams per step, each of ``batch`` samples with its own RNG stream (seeded
-            ``seed * 1000 + k``); the loss is their mean, so the effective batch is ``shards * batch``. Under
+        shards: independent sample streams per step, each of ``batch_size`` samples with its own RNG stream (seeded
+            ``seed * 1000 + k``); the loss is their mean, so the effective batch is ``shards * batch_size``. Under
             ``torchrun`` (DistributedDataParallel) each rank draws shard ``rank`` and ``shards`` equals the world
             size, so a 1-process run with ``shards=W`` reproduces a ``W``-process run.
     """
 
     steps: int = 1000
-    batch: int = 256
+    batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "cosine"
@@ -136,8 +136,10 @@ class DistillConfig:
             raise ValueError(f"translations must be >= 1 (1 = no lattice averaging), got {self.translations}")
         if int(self.shards) < 1:
             raise ValueError(f"shards must be >= 1, got {self.shards}")
-        if int(self.steps) < 0 or int(self.batch) < 2:
-            raise ValueError(f"need steps >= 0 and batch >= 2, got steps={self.steps}, batch={self.batch}")
+        if int(self.steps) < 0 or int(self.batch_size) < 2:
+            raise ValueError(
+                f"need steps >= 0 and batch_size >= 2, got steps={self.steps}, batch_size={self.batch_size}"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite positive number, got {self.lr}")
         if int(self.checkpoint_every) < 1:
@@ -240,7 +242,7 @@ class Distiller:
         with torch.random.fork_rng():
             self.guide._setup_prototype()  # runs the model once; keep it off the training RNG stream
         self.elbo = FreeEnergyELBO(
-            num_particles=self.config.batch, vectorize_particles=True, max_plate_nesting=0
+            num_particles=self.config.batch_size, vectorize_particles=True, max_plate_nesting=0
         )
         self.loss_module = self.elbo(self.model, self.guide)
         self.rank, self.world_size = 0, 1
@@ -411,7 +413,7 @@ class Distiller:
                 loss_k, lw_k = self._one_loss()
                 self.shard_rng[k] = torch.get_rng_state()
             losses.append(loss_k)
-            lws.append(lw_k if lw_k is not None else torch.full((self.config.batch,), float("nan")))
+            lws.append(lw_k if lw_k is not None else torch.full((self.config.batch_size,), float("nan")))
         loss = torch.stack(losses).mean()
         lw = torch.cat(lws)
         if self.world_size > 1:
@@ -724,7 +726,7 @@ def distill(
     energy: Any,
     flow: torch.nn.Module,
     steps: int = 1000,
-    batch: int = 256,
+    batch_size: int = 256,
     lr: float = 1e-3,
     *,
     config: DistillConfig | None = None,
@@ -740,9 +742,9 @@ def distill(
         energy: target energy (``energy.action(x) = beta E(x)``).
         flow: flow to train (its event shape must equal the energy's).
         steps: optimisation steps (shortcut for :attr:`DistillConfig.steps`).
-        batch: samples per step (shortcut for :attr:`DistillConfig.batch`).
+        batch_size: samples per step (shortcut for :attr:`DistillConfig.batch_size`).
         lr: learning rate (shortcut for :attr:`DistillConfig.lr`).
-        config: a full :class:`DistillConfig` (then ``steps/batch/lr`` and overrides are ignored).
+        config: a full :class:`DistillConfig` (then ``steps/batch_size/lr`` and overrides are ignored).
         checkpoint_dir: folder for checkpoints and ``metrics.jsonl``.
         resume: continue from ``checkpoint_dir/checkpoint.pt`` (bit-exact continuation) if it exists.
         callbacks: ``cb(distiller, record) -> bool | None``; ``True`` stops training.
@@ -758,7 +760,7 @@ def distill(
             divergence, is kept, and the message names it or says there is none.
         ConfigMismatchError: ``resume`` with a checkpoint of another model.
     """
-    cfg = config or DistillConfig(steps=steps, batch=batch, lr=lr, **config_overrides)
+    cfg = config or DistillConfig(steps=steps, batch_size=batch_size, lr=lr, **config_overrides)
     if cfg.seed is not None:
         pyro.set_rng_seed(cfg.seed)
     from .distributed import init_from_environment

@@ -242,7 +242,7 @@ def train(config: LatticeStudyConfig, setup: LatticeSetup, run: RunFolder | None
                     config.steps, config.batch_size, out)
     t0 = time.perf_counter()
     result = distill(
-        setup.energy, flow, steps=config.steps, batch=config.batch_size, lr=config.lr, seed=config.seed,
+        setup.energy, flow, steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
         z2_symmetric=setup.z2, translations=config.translations, checkpoint_dir=out, resume=config.resume,
         progress=setup.show, warmup_steps=min(100, config.steps // 10), checkpoint_every=config.checkpoint_every,
         callbacks=[check],

@@ -14,7 +14,8 @@ Example:
     >>> from pyro_nrg.flows import neural_rg
     >>> from pyro_nrg.infer import distill
     >>> energy = IsingRelaxed(4, 3.0)
-    >>> guide = distill(energy, neural_rg(L=4), steps=300, batch=256, lr=5e-3, progress=False).guide  # doctest: +SKIP
+    >>> guide = distill(energy, neural_rg(L=4), steps=300, batch_size=256, lr=5e-3,  # doctest: +SKIP
+    ...                 progress=False).guide
     >>> res = latent_nuts(energy, guide, num_samples=500, warmup_steps=200, num_chains=2)  # doctest: +SKIP
     >>> res.samples.shape                                                                   # doctest: +SKIP
     torch.Size([2, 500, 4, 4])
