@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pyro_nrg.data import alanine as al
+from pyro_nrg.data.cache import checksum
 from pyro_nrg.errors import DataCacheError, DataSettingsError
 
 
@@ -37,7 +38,7 @@ def test_ship_and_load_round_trip(tmp_path, monkeypatch):
     path = al.ship_dataset(runs, every_ps=0.2, path=tmp_path / "alanine_vacuum.npz")
     arrays, settings = al.load_arrays(path)
     monkeypatch.setattr(al, "_dataset_path", lambda solvent: path)
-    monkeypatch.setitem(al.DATASETS, "vacuum", {"checksum": al.checksum(arrays, settings)})
+    monkeypatch.setitem(al.DATASETS, "vacuum", {"checksum": checksum(arrays, settings)})
     traj = al.alanine_dataset("vacuum")
     n = runs[0].n_frames // 2
     assert traj.n_frames == 2 * n and traj.positions.dtype == np.float64

@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataCacheError, DataSettingsError, EventShapeError, MissingDependencyError
-from .cache import checksum, load_arrays, load_or_generate, save_arrays, settings_key
+from ..errors import DataSettingsError, EventShapeError, MissingDependencyError
+from .cache import load_arrays, load_or_generate, save_arrays, settings_key
 from .geometry import RigidBodyProjection, dihedral, kabsch_align
 
 __all__ = [
@@ -506,12 +506,7 @@ def alanine_dataset(solvent: str = "vacuum") -> AlanineTrajectory:
             "generate one with load_alanine(AlanineSettings(solvent=...))"
         )
     path = _dataset_path(solvent)
-    arrays, settings = load_arrays(path)
-    if checksum(arrays, settings) != DATASETS[solvent]["checksum"]:
-        raise DataCacheError(
-            f"{path} is not the data set this version of pyro_nrg was released with (checksum differs): "
-            "reinstall the package"
-        )
+    arrays, settings = load_arrays(path, expected=DATASETS[solvent]["checksum"])
     runs = tuple(AlanineSettings(**r) for r in settings["runs"])
     first = runs[0]
     ensemble = AlanineSettings(

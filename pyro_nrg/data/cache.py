@@ -60,11 +60,18 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], setti
     return atomic_write(path, write, size_hint=lambda: measured_size(lambda sink: np.savez_compressed(sink, **blob)))
 
 
-def load_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_arrays(
+    path: str | os.PathLike, expected: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a cache file and verify its checksum; returns ``(arrays, settings)``.
 
+    Args:
+        path: the file.
+        expected: if given, the checksum the file must carry (e.g. the one a data set was released with).
+
     Raises:
-        DataCacheError: unreadable file, missing settings/checksum, or checksum mismatch.
+        DataCacheError: unreadable file, missing settings/checksum, checksum mismatch, or another checksum than
+            ``expected``.
     """
     path = Path(path)
     try:
@@ -83,6 +90,11 @@ def load_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     if checksum(blob, settings) != stored:
         raise DataCacheError(
             f"cache file {path} fails its checksum (corrupted or edited): delete it or pass regenerate=True"
+        )
+    if expected is not None and stored != expected:
+        raise DataCacheError(
+            f"{path} holds other data than expected (checksum {stored[:12]}..., expected {expected[:12]}...): "
+            "reinstall the package, or regenerate the file"
         )
     return blob, settings
 
