@@ -74,9 +74,9 @@ def circle(*angles: np.ndarray) -> np.ndarray:
     return np.concatenate([np.stack([np.cos(a), np.sin(a)], -1) for a in angles], -1)
 
 
-def mi_table(model, q, traj, n_modes: int, max_samples: int, seed: int) -> dict:
-    """I(Q_k; phi), I(Q_k; psi), I(Q_k; (phi, psi)) and the same for the pair (Q_k, P_k), slowest modes first."""
-    z = latent_of(model, q, seed)
+def mi_table(model, z: torch.Tensor, traj, n_modes: int, max_samples: int, seed: int) -> dict:
+    """I(Q_k; phi), I(Q_k; psi), I(Q_k; (phi, psi)) and the same for the pair (Q_k, P_k), slowest modes first;
+    ``z``: the latent points of the frames (:func:`latent_of`)."""
     modes = model.slow_modes(n_modes)
     targets = {"phi": traj.phi, "psi": traj.psi}
     single = mode_mutual_information(z, modes, targets, max_samples=max_samples, seed=seed)
@@ -90,9 +90,9 @@ def mi_table(model, q, traj, n_modes: int, max_samples: int, seed: int) -> dict:
     return {"Q": {k: v.tolist() for k, v in single.items()}, "QP_pair": {k: v.tolist() for k, v in pair.items()}}
 
 
-#: Backbone basins on the Ramachandran plane (degrees): C7ax/alpha_L for phi > 0; alpha_R for phi < 0 and
-#: -120 < psi < 30; C7eq/C5 (the broad beta region) for the rest of phi < 0.
 def basin_fractions(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+    """Fractions of frames per backbone basin (degrees): C7ax/alpha_L for phi > 0; alpha_R for phi < 0 and
+    -120 < psi < 30; C7eq/C5 (the broad beta region) for the rest of phi < 0."""
     p, s = np.degrees(phi), np.degrees(psi)
     alpha_r = (p < 0) & (s > -120) & (s < 30)
     return {"C7eq_C5_beta": float(((p < 0) & ~alpha_r).mean()), "alpha_R": float(alpha_r.mean()),
@@ -150,12 +150,13 @@ def main() -> None:
     n_modes = min(args.modes, q.shape[-1])
 
     model = pca_canonical_flow(q, n_blocks=blocks, hidden=hidden)
-    mi_pca = mi_table(model, q, traj, n_modes, args.mi_samples, args.seed + 1)
+    mi_pca = mi_table(model, latent_of(model, q, args.seed + 1), traj, n_modes, args.mi_samples, args.seed + 1)
     omega_pca = (model.frequencies()[0] / args.tau_ps * CM1_PER_RAD_PS).tolist()
     cfg = DensityConfig(max_epochs=epochs, batch_size=args.batch, lr=args.lr, patience=8, lr_patience=3,
                         seed=args.seed)
     hist = fit_density(model, q, 1.0, cfg)
-    mi = mi_table(model, q, traj, n_modes, args.mi_samples, args.seed + 1)
+    z = latent_of(model, q, args.seed + 1)  # the trained model's latents: the MI table and the coloured plot
+    mi = mi_table(model, z, traj, n_modes, args.mi_samples, args.seed + 1)
     omega = (model.frequencies()[0] / args.tau_ps * CM1_PER_RAD_PS).tolist()
 
     paths, path_frames, path_labels = {}, [], []
@@ -174,9 +175,8 @@ def main() -> None:
         basins[f"run{int(r)}"] = basin_fractions(traj.phi[run == r], traj.psi[run == r])
     transitions = basin_transitions(traj.phi, run)
     # how much phi and psi share in this ensemble (bounds how cleanly two modes can split them)
-    circle = {name: np.stack([np.cos(a), np.sin(a)], -1) for name, a in (("phi", traj.phi), ("psi", traj.psi))}
     sub = np.random.default_rng(args.seed).permutation(traj.n_frames)[: args.mi_samples]
-    mi_phi_psi = mutual_information(circle["phi"][sub], circle["psi"][sub], seed=args.seed)
+    mi_phi_psi = mutual_information(circle(traj.phi[sub]), circle(traj.psi[sub]), seed=args.seed)
     gaps = np.array(omega[1:]) / np.array(omega[:-1])
     k3 = [mi["Q"][t][k] for t in ("phi", "psi") for k in range(2, n_modes)]
     headline = {
@@ -229,10 +229,8 @@ def main() -> None:
     }
     name = "alanine_quick" if args.quick else ("alanine" if args.solvent == "vacuum" else f"alanine_{args.solvent}")
     path = write_result(name, settings, figures, headline)
-    with torch.no_grad():
-        zq = latent_of(model, q, args.seed + 1)
     slow = model.slow_modes(2)
-    fig = plot_ramachandran_colored(traj.phi, traj.psi, {f"Q{k + 1}": zq[:, int(j)] for k, j in enumerate(slow)})
+    fig = plot_ramachandran_colored(traj.phi, traj.psi, {f"Q{k + 1}": z[:, int(j)] for k, j in enumerate(slow)})
     fig.savefig(path.with_name(f"{name}_ramachandran_q.png"), dpi=110)
     fig = plot_backbone_path(path_frames, traj.bonds, path_labels, traj.atom_names)
     fig.savefig(path.with_name(f"{name}_modes.png"), dpi=110)
