@@ -407,12 +407,17 @@ def plot_ramachandran(phi: Any, psi: Any, bins: int = 72, title: str | None = No
         fig = _figure((4.6, 4.0))
         ax = fig.subplots()
     h = ax.hist2d(phi_d, psi_d, bins=bins, range=[[-180, 180], [-180, 180]], norm=LogNorm(), cmap="viridis")
-    ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
-    ax.set_xticks(range(-180, 181, 90))
-    ax.set_yticks(range(-180, 181, 90))
+    _ramachandran_axes(ax)
     ax.figure.colorbar(h[3], ax=ax, label="frames", format=LogFormatter())  # plain labels: no mathtext fonts
     ax.set_title(title or f"Ramachandran plot ({len(phi_d)} frames)")
     return fig if fig is not None else ax.figure
+
+
+def _ramachandran_axes(ax: Any) -> None:
+    """Labels, limits and ticks of a Ramachandran panel (degrees)."""
+    ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_yticks(range(-180, 181, 90))
 
 
 def _projection_axes(x: np.ndarray) -> np.ndarray:
@@ -518,9 +523,7 @@ def plot_ramachandran_colored(
         c = _np(v).reshape(-1)[idx]
         lo, hi = np.percentile(c, [2, 98])
         sc = ax.scatter(phi_d[idx], psi_d[idx], c=c, s=2, cmap="coolwarm", vmin=lo, vmax=hi, rasterized=True)
-        ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal",
-               title=title)
-        ax.set_xticks(range(-180, 181, 90))
-        ax.set_yticks(range(-180, 181, 90))
+        _ramachandran_axes(ax)
+        ax.set_title(title)
         fig.colorbar(sc, ax=ax, shrink=0.8)
     return fig

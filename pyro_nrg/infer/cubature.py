@@ -64,13 +64,12 @@ def quadratic_free_energy(model: Any, hamiltonian: Any, eps: torch.Tensor | None
     return (hamiltonian.energy(x) + T * (latent.log_prob(z) - log_det)).mean()
 
 
-def _second_difference(fn: Any, d: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> float:
-    """max |f(a+b) - f(a) - f(b) + f(0) - (f(a'+b) - f(a') - f(b) + f(0))| style check of degree <= 2: returns
-    the largest deviation of f from a quadratic along random lines, relative to its scale."""
+def _third_difference(fn: Any, d: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> float:
+    """Largest third difference :math:`f(a+3b) - 3f(a+2b) + 3f(a+b) - f(a)` of ``fn`` along 4 random lines,
+    relative to the scale of its values: zero (to rounding) exactly when ``fn`` has degree <= 2 there."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     a = torch.randn(4, d, generator=g, dtype=dtype).to(device)
     b = torch.randn(4, d, generator=g, dtype=dtype).to(device)
-    # a degree-2 function has vanishing third differences: f(a+3b) - 3f(a+2b) + 3f(a+b) - f(a) = 0
     vals = [fn(a + k * b) for k in range(4)]
     third = vals[3] - 3 * vals[2] + 3 * vals[1] - vals[0]
     scale = max(float(torch.stack([v.abs().max() for v in vals]).max()), 1.0)
@@ -129,8 +128,8 @@ def refine_quadratic(
     dtype, device = omega.dtype, omega.device
     if check:
         with torch.no_grad():
-            flow_dev = _second_difference(lambda z: model.flow(z), d, dtype, device)
-            h_dev = _second_difference(lambda x: hamiltonian.energy(x), d, dtype, device)
+            flow_dev = _third_difference(lambda z: model.flow(z), d, dtype, device)
+            h_dev = _third_difference(lambda x: hamiltonian.energy(x), d, dtype, device)
         tol = 1e-8 if dtype == torch.float64 else 1e-3
         if flow_dev > tol:
             raise NoExactSolutionError(
