@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -40,12 +41,36 @@ def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 2) -> tup
     return statistics.median(times), times
 
 
-def write_result(name: str, settings: dict[str, Any], figures: dict[str, Any], headline: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/NAME.json`` with machine, settings, figures and the headline numbers."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def result_path(name: str, script: str) -> Path:
+    """Where result ``name`` of benchmark ``script`` lives: ``benchmarks/results/SCRIPT/VARIANT.json``.
+
+    ``VARIANT`` is ``name`` without the script's own prefix (``sampling_head_spline`` of ``sampling.py`` ->
+    ``sampling/head_spline.json``); the script's default run is ``full.json`` and its ``--quick`` run ``quick.json``.
+    """
+    variant = name.removeprefix(script).lstrip("_") if name.startswith(script) else name
+    return RESULTS / script / f"{variant or 'full'}.json"
+
+
+def read_result(script: str, name: str | None = None) -> dict[str, Any]:
+    """The stored JSON of ``script``'s result ``name`` (default: its full run), as written by :func:`write_result`."""
+    return json.loads(result_path(name or script, script).read_text())
+
+
+def write_result(name: str, settings: dict[str, Any], figures: dict[str, Any], headline: dict[str, Any],
+                 script: str | None = None) -> Path:
+    """Write the result ``name`` with machine, settings, figures and headline numbers; return its path.
+
+    The file is ``benchmarks/results/SCRIPT/VARIANT.json`` (:func:`result_path`), ``SCRIPT`` being the benchmark
+    script that calls this (its file name) unless given.
+    """
+    if script is None:
+        frame = inspect.currentframe()
+        script = Path(frame.f_back.f_code.co_filename).stem if frame and frame.f_back else "misc"
+    path = result_path(name, script)
+    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {
         "name": name,
+        "script": script,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": machine(),
         "settings": settings,

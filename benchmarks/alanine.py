@@ -19,7 +19,7 @@ Paper (3 x 250 ns explicit solvent): I(Q1;psi) ~ 1.65, I(Q2;phi) ~ 1.05 nats.
 
 Usage:
     .venv/bin/python benchmarks/alanine.py            # the shipped 750 ns data set, training ~10-20 min
-    .venv/bin/python benchmarks/alanine.py --quick    # tiny bundled trajectory, seconds (alanine_quick.json)
+    .venv/bin/python benchmarks/alanine.py --quick    # tiny bundled trajectory, seconds (alanine/quick.json)
 """
 
 from __future__ import annotations
@@ -231,9 +231,9 @@ def main() -> None:
     path = write_result(name, settings, figures, headline)
     slow = model.slow_modes(2)
     fig = plot_ramachandran_colored(traj.phi, traj.psi, {f"Q{k + 1}": z[:, int(j)] for k, j in enumerate(slow)})
-    fig.savefig(path.with_name(f"{name}_ramachandran_q.png"), dpi=110)
+    fig.savefig(path.with_name(f"{path.stem}_ramachandran_q.png"), dpi=110)
     fig = plot_backbone_path(path_frames, traj.bonds, path_labels, traj.atom_names)
-    fig.savefig(path.with_name(f"{name}_modes.png"), dpi=110)
+    fig.savefig(path.with_name(f"{path.stem}_modes.png"), dpi=110)
 
     rows = [(name, f"{v:.2f}") for name, v in speeds.items()]
     print(table(rows, ("MD platform", "ns/min")))

@@ -16,7 +16,7 @@ Usage:
     .venv/bin/python benchmarks/canonical.py            # full size (about 10 min on 2 CPU cores)
     .venv/bin/python benchmarks/canonical.py --quick    # CI size (about 1 min)
 
-Writes benchmarks/results/canonical.json (``--quick``: canonical_quick.json) through ``_common.write_result`` and
+Writes benchmarks/results/canonical/full.json (``--quick``: canonical_quick.json) through ``_common.write_result`` and
 prints a table.
 """
 

@@ -18,7 +18,7 @@ NeuralRG flow and the odd one (the recipes of benchmarks/sampling.py and flow_mh
 
 ``--mixture-dir``/``--odd-dir`` reuse the flows of ``sampling.py --flow-dir`` and ``flow_mh_coverage.py --odd-dir``
 (L=8 1500 steps each; L=16 8000 mixture, 4000 odd); without them the flows are trained here (about 70 + 35 min at
-L=16 on one core). Writes benchmarks/results/coverage_exact.json.
+L=16 on one core). Writes benchmarks/results/coverage_exact/full.json.
 
 Result (2026-11-29): see the "figures"/"headline" of that file and docs/physics.md ("Coverage").
 """

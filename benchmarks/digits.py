@@ -13,7 +13,7 @@ Figures:
 
 Usage:
     .venv/bin/python benchmarks/digits.py            # full size (a few minutes on one core)
-    .venv/bin/python benchmarks/digits.py --quick    # seconds (digits_quick.json)
+    .venv/bin/python benchmarks/digits.py --quick    # seconds (digits/quick.json)
 """
 
 from __future__ import annotations

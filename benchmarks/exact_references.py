@@ -14,7 +14,7 @@ itself about +2 sigma off the exact value, and L=16 against 0.548372 +- 0.0027. 
    beside the z against the old short-Wolff references. The old JSON files are only read.
 
     python benchmarks/exact_references.py            # ~10 minutes on one core (the L=16 Wolff chain)
-    python benchmarks/exact_references.py --quick    # seconds: short Wolff chains (exact_references_quick.json)
+    python benchmarks/exact_references.py --quick    # seconds: short Wolff chains (exact_references/quick.json)
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def stored_estimates(results: Path, exclude: str) -> list[dict[str, Any]]:
             walk(v, f"{path}/{k}", sub_L, T, obj, k, file, tag)
 
     for f in sorted(results.rglob("*.json")):
-        if f.stem.startswith(exclude):
+        if f.parent.name == exclude:
             continue
         blob = json.loads(f.read_text())
         settings = blob.get("settings", {}) if isinstance(blob, dict) else {}

@@ -25,7 +25,7 @@ their step times are comparable; run it alone on the machine for wall-time-fair 
     OMP_NUM_THREADS=1 python benchmarks/flow_ablation.py --set capacity  # 5 arms x 300 s at L=8 + 5 x 120 s at L=4
     OMP_NUM_THREADS=1 python benchmarks/flow_ablation.py --quick       # seconds, the code path only
 
-Writes benchmarks/results/flow_ablation.json (``--set capacity``: flow_ablation_capacity.json; ``--quick`` adds
+Writes benchmarks/results/flow_ablation/full.json (``--set capacity``: flow_ablation/capacity.json; ``--quick`` adds
 ``_quick``).
 """
 

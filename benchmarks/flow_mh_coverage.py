@@ -3,7 +3,7 @@
 The default guide is the Z2 mixture 1/2 [q(x) + q(-x)] of a flow that, trained by reverse KL (mode seeking), covers
 one magnetisation sector: it misses the disordered configurations between the sectors (m ~ 0), where the weight
 w = p/q lies 10-50 nats above anything q proposes (benchmarks/sampling.py: a tenth of p at L=8, a third at L=16), so
-flow-MH started from flow draws never reaches them in a practical run (+13.5 sigma at L=16 in sampling.json). The
+flow-MH started from flow draws never reaches them in a practical run (+13.5 sigma at L=16 in sampling/full.json). The
 odd flow, g(-z) = -g(z) (``neural_rg(odd=True)``), is Z2-symmetric by construction and maps z ~ 0 to x ~ 0: its
 density is continuous across the two sectors. Both flows get the same training recipe (path gradients, cosine
 schedule, batch 256, lr 3e-3); then, for each flow: F_q and importance-sampled ln Z against the exact ln Z of the
@@ -16,13 +16,13 @@ cluster reference of the Ising model.
 
 ``--mixture-dir`` reuses the flows of ``sampling.py --flow-dir DIR`` (L=8 1500 steps, L=16 8000); the odd flows
 train 1500 (L=8) and 4000 (L=16) steps into ``--odd-dir`` (resumed if there). Writes
-benchmarks/results/flow_mh_coverage.json.
+benchmarks/results/flow_mh_coverage/full.json.
 
 Result (2026-11-29, one thread beside other jobs): at L=8 the odd flow's largest log-weight gap is 2.2 nats instead
 of 8.4 and flow-MH agrees with Wolff (+0.7 sigma; mixture +4.2), at F_q 0.90 % instead of 0.33 %; at L=16 (4000
 steps) the gap shrinks from 52 to 8.8 nats but flow-MH is still +8 sigma (mixture +18). Measured on exact draws
 instead of walker draws (benchmarks/coverage_exact.py) that L=16 gap is 26 nats (mixture 55): the walkers on the
-odd flow were themselves +7.6 sigma off, so read the coverage columns here as indicative and coverage_exact.json
+odd flow were themselves +7.6 sigma off, so read the coverage columns here as indicative and coverage_exact/full.json
 as the reference.
 """
 

@@ -17,7 +17,7 @@ lattice shifts by 0/1 site and, at L=4 and 8, the point group too (``LatticeSymm
 The defaults are the best recipe measured for the 15-minute L=8 run: ``repeats=3`` (three disentangler/decimator
 pairs per level), SiLU hypernets, batch 128 at L=8 (256 elsewhere), path gradients, learning rate 3e-3 on a cosine
 schedule that runs on elapsed time. The library's defaults (``repeats=1``, ELU) are what the sampling benchmarks
-were measured with; ``--repeats 1 --activation elu --batch-l8 512`` is the recipe of the earlier free_energy.json
+were measured with; ``--repeats 1 --activation elu --batch-l8 512`` is the recipe of the earlier free_energy/full.json
 (whose runs also stopped before their budget: see ``TimeBudget``).
 """
 
@@ -182,18 +182,18 @@ def main() -> None:
     ap.add_argument("--budget-sweep", type=float, default=90.0, help="training seconds per sweep temperature")
     ap.add_argument("--head", choices=("none", "spline", "tanh"), default="tanh",
                     help="element-wise head of the benchmarked flow "
-                         "(default tanh, the library default, as in results/free_energy.json)")
+                         "(default tanh, the library default, as in results/free_energy/full.json)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="disentangler/decimator pairs per level (default 3: the lowest L=8 F_q in 900 s, see "
                          "flow_ablation.py --set capacity; the library default is 1); writes "
-                         "free_energy[...]_repeats<N>.json if not 3")
+                         "free_energy/[...]_repeats<N>.json if not 3")
     ap.add_argument("--activation", default="silu",
                     help="hypernet activation of the flow (default silu: 20 %% more steps in the same time than "
                          "elu, the library default, and a lower F_q at equal time); writes "
-                         "free_energy[...]_<activation>.json if not silu")
+                         "free_energy/[...]_<activation>.json if not silu")
     ap.add_argument("--translations", type=int, default=1,
                     help="train the mixture over lattice shifts by {0..t-1}^2 (DistillConfig.translations; default 1 "
-                         "= off); writes free_energy_t<t>.json")
+                         "= off); writes free_energy/t<t>.json")
     ap.add_argument("--no-symmetric-eval", action="store_true",
                     help="skip the F_q of the trained flows' lattice-symmetrised mixtures (shifts by 0/1, and with the "
                          "point group at L=4 and 8)")
@@ -201,10 +201,10 @@ def main() -> None:
                     help="samples per step of the L=8, T_c run (default 128: with repeats=3 it reached a lower F_q in "
                          "900 s than 256 and 512)")
     ap.add_argument("--seed", type=int, default=0, help="RNG seed of every training run (default 0); writes "
-                                                        "free_energy[...]_seed<N>.json if not 0")
+                                                        "free_energy/[...]_seed<N>.json if not 0")
     ap.add_argument("--only-l8", action="store_true",
                     help="only the L=8, T_c run (the issue's 15-minute target), with its AIS, flow-MH and "
-                         "symmetrised evaluations; writes free_energy_l8[...].json")
+                         "symmetrised evaluations; writes free_energy/l8[...].json")
     ap.add_argument("--budget-ablation", type=float, default=300.0,
                     help="training seconds of each arm of the L=8 head ablation: no head vs --head (0 = skip it)")
     args = ap.parse_args()

@@ -72,9 +72,9 @@ def train(L: int, steps: int, batch: int = 256, lr: float = 3e-3, seed: int = 0,
     With ``flow_dir`` the run checkpoints to ``flow_dir/L<L>`` and resumes from a checkpoint found there (a
     different lattice or flow is refused by the checkpoint's config check), so the sampling part can be rerun
     without retraining. ``train_seconds`` is the sum of the recorded step times, whichever run made them.
-    ``head`` (default ``"tanh"``, the library's; ``--head`` writes results/sampling_head_<head>.json otherwise):
+    ``head`` (default ``"tanh"``, the library's; ``--head`` writes results/sampling/head_<head>.json otherwise):
     the smooth tanh head gave the walkers 2.9x the ESS(m^2)/grad of the C1 spline head at L=16 (3.6e-3 in both
-    tanh runs of results/sampling.json against 1.2e-3 in sampling_head_spline.json; latent NUTS 3.4-9x, but the
+    tanh runs of results/sampling/full.json against 1.2e-3 in sampling/head_spline.json; latent NUTS 3.4-9x, but the
     spline run's ESS was 22); the spline head had raised the walkers' figure
     1.7x (L=8) and 1.3x (L=16) over the flow without a head. ``odd=True``: the odd NeuralRG flow, g(-z) = -g(z)
     (benchmarks/flow_mh_coverage.py).
@@ -207,7 +207,7 @@ def main() -> None:
                     help="keep the trained flows' checkpoints here and resume from them (rerun sampling only)")
     ap.add_argument("--head", choices=("none", "spline", "tanh"), default="tanh",
                     help="element-wise head of the NeuralRG flow "
-                         "(default tanh, the library default, as in results/sampling.json)")
+                         "(default tanh, the library default, as in results/sampling/full.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:

@@ -13,11 +13,11 @@ metric unless ``--mass-matrix dense|diag``.
     python benchmarks/sampling_l16_long.py --methods latent_hmc_walkers --train-steps 8000 --mass-matrix dense
     python benchmarks/sampling_l16_long.py --methods latent_hmc_walkers latent_hmc_flow_jumps --train-steps 8000 \
         --mass-matrix dense --flow-dir runs/sampling-flows     # walkers with and without flow jumps, same flow
-    python benchmarks/sampling_l16_long.py --pool      # pool every saved run: results/sampling_l16_pooled.json
+    python benchmarks/sampling_l16_long.py --pool      # pool every saved run: results/sampling_l16_long/pooled.json
 
 
-Writes benchmarks/results/sampling_l16_long.json (headline: the two ratios, the ESS behind them, <m^2>); other
---methods/--seed/--phys-draws write sampling_l16_long_<methods>_seed<k>.json.
+Writes benchmarks/results/sampling_l16_long/full.json (headline: the two ratios, the ESS behind them, <m^2>); other
+--methods/--seed/--phys-draws write sampling_l16_long/<methods>_seed<k>.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from _common import table, write_result
+from _common import result_path, table, write_result
 from sampling import figures, hmc_extra, train
 
 from pyro_nrg.analysis import to_inference_data
@@ -46,9 +46,8 @@ TRAIN_STEPS = 3000
 def pool() -> None:
     """Pool replicate runs: per (method, flow training steps), total ESS(m^2) / total gradients, and each ratio
     against pooled physical NUTS (whose chains do not depend on the flow beyond their starting points)."""
-    results = Path(__file__).resolve().parent / "results"
     groups: dict[tuple[str, int], dict[str, float]] = {}
-    files = sorted(results.glob("sampling_l16_long*.json"))
+    files = sorted(f for f in result_path("pooled", "sampling_l16_long").parent.glob("*.json") if f.stem != "pooled")
     for f in files:
         blob = json.loads(f.read_text())
         steps = int(blob["settings"].get("train_steps", TRAIN_STEPS))
@@ -79,7 +78,7 @@ def pool() -> None:
             headline[f"L16_ess_per_grad_ratio_{tag}_vs_physical_nuts_pooled"] = epg / base
             headline[f"L16_{tag}_pooled_ess"] = g["ess"]
     print(table(rows, ("method", "flow steps", "runs", "ESS(m2)", "grads", "ESS/grad", "ratio", "<m2> (inv-var)")))
-    write_result("sampling_l16_pooled", {"files": [f.name for f in files]}, {"rows": rows}, headline)
+    write_result("pooled", {"files": [f.name for f in files]}, {"rows": rows}, headline)
 
 
 def main() -> None:
@@ -98,7 +97,7 @@ def main() -> None:
                     help="physical NUTS with a dense mass matrix (Pyro's full_mass; give it --phys-warmup 1000; adds "
                          "_fullmass to the file name)")
     ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS,
-                    help=f"distillation steps of the flow (default {TRAIN_STEPS}, that of sampling_l16_long.json; "
+                    help=f"distillation steps of the flow (default {TRAIN_STEPS}, that of sampling_l16_long/full.json; "
                          "other values add _train<steps> to the file name; sampling.py now trains 8000)")
     ap.add_argument("--mass-matrix", choices=("unit", "diag", "dense"), default="unit",
                     help="metric of the latent walkers, adapted during warm-up (default unit, the paper's; others add "
@@ -108,7 +107,7 @@ def main() -> None:
                          "adds _nosector to the file name)")
     ap.add_argument("--pool", action="store_true",
                     help="sample nothing: pool the ESS and gradients of every saved run (results/sampling_l16_long*"
-                         ".json) per method and flow, and write sampling_l16_pooled.json")
+                         ".json) per method and flow, and write sampling_l16_long/pooled.json")
     args = ap.parse_args()
     if args.pool:
         pool()

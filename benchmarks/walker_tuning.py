@@ -11,7 +11,7 @@ the checkpoints are shared with that benchmark and resumed, so nothing is retrai
 (ArviZ bulk, one chain per walker) of m^2, ESS per gradient evaluation, and <m^2> against the Wolff reference.
 
     python benchmarks/walker_tuning.py                      # L=8 (about 12 minutes on one core)
-    python benchmarks/walker_tuning.py --quick              # seconds: the code path only (walker_tuning_quick.json)
+    python benchmarks/walker_tuning.py --quick              # seconds: the code path only (walker_tuning/quick.json)
     python benchmarks/walker_tuning.py --L 8 16 --flow-dir runs/sampling-flows
 """
 
