@@ -11,6 +11,7 @@ report. Other studies are subcommands::
     pyro-nrg ring                           # 2D ring: free energy, radius/angle latents
     pyro-nrg alanine                        # alanine dipeptide slow modes (OpenMM MD, cached)
     pyro-nrg digits                         # 8x8 digits: bits/dim, compression vs PCA
+    pyro-nrg sweep --L 8                    # one flow for T in [1.8, 3.5]: F, U, C, <m^2>, posterior over T
 
 The studies are one table, :data:`STUDIES`: name → typed config (:mod:`pyro_nrg.studies.config`, whose fields
 are the options), run function and help. Every option is validated before a folder is created; options may
@@ -56,6 +57,7 @@ from .studies.config import STUDY_CONFIGS, StudyConfig, option_flags
 from .studies.demos import run_demo_study
 from .studies.lattice import checkpoint_step, run_lattice_study
 from .studies.report import RunFolder, StudyOutcome, read_json_file
+from .studies.sweep import run_sweep_study
 
 __all__ = ["main", "build_parser", "configure", "default_out", "Study", "STUDIES", "EXIT_CODES"]
 
@@ -106,6 +108,12 @@ STUDIES: dict[str, Study] = {
                     "8x8 digits: test bits/dim and compression onto the slowest modes vs PCA",
                     "Neural canonical transformation by density estimation: 8x8 digits, test bits/dim and "
                     "compression onto the slowest modes vs PCA."),
+    "sweep": Study(STUDY_CONFIGS["sweep"], run_sweep_study,
+                   "one temperature-conditioned flow for a range of T: F, U, C, <m^2>, Binder vs exact; posterior "
+                   "over T",
+                   "NeuralRG flow conditioned on the temperature, distilled over [t_min, t_max] of the 2D Ising "
+                   "relaxation: thermodynamic curves against Kaufman and the transfer matrix, the C(T) peak, and "
+                   "NUTS on T in a Pyro model with the flow as the likelihood against the exact grid posterior."),
 }
 """Study name → :class:`Study` (the one table of the command)."""
 

@@ -2,13 +2,14 @@
 
 One config dataclass and one builder per flow kind:
 
-=====================  ===============================  ====================================================
-``kind``               config                           builder
-=====================  ===============================  ====================================================
-``neural_rg``          :class:`NeuralRGConfig`          :func:`neural_rg` (the NeuralRG hierarchy)
-``symplectic``         :class:`SymplecticFlowConfig`    :func:`symplectic` (a neural canonical transformation)
-``polar_symplectic``   :class:`PolarSymplecticConfig`   :func:`polar_symplectic` (one particle in the plane)
-=====================  ===============================  ====================================================
+=========================  ===============================  ==================================================
+``kind``                   config                           builder
+=========================  ===============================  ==================================================
+``neural_rg``              :class:`NeuralRGConfig`          :func:`neural_rg` (the NeuralRG hierarchy)
+``symplectic``             :class:`SymplecticFlowConfig`    :func:`symplectic` (a neural canonical transformation)
+``polar_symplectic``       :class:`PolarSymplecticConfig`   :func:`polar_symplectic` (one particle in the plane)
+``conditional_neural_rg``  :class:`ConditionalNeuralRGConfig`  :func:`conditional_neural_rg` (NeuralRG at any T)
+=========================  ===============================  ==================================================
 
 A built flow carries its config as ``flow.config`` (a plain dict), which checkpoints and
 :class:`~pyro_nrg.distributions.FlowDistribution` save beside the ``state_dict``; :func:`build_flow` rebuilds any
@@ -30,6 +31,7 @@ import torch
 from pyro.distributions.torch_transform import ComposeTransformModule
 
 from .errors import ConfigMismatchError
+from .transforms.conditional import ConditionalHierarchicalFlow
 from .transforms.hierarchical import HierarchicalFlow, hierarchical_flow
 from .transforms.symplectic import SymplecticLinearMap, polar_symplectic_flow, symplectic_flow
 
@@ -38,7 +40,9 @@ __all__ = [
     "NeuralRGConfig",
     "SymplecticFlowConfig",
     "PolarSymplecticConfig",
+    "ConditionalNeuralRGConfig",
     "neural_rg",
+    "conditional_neural_rg",
     "symplectic",
     "polar_symplectic",
     "build_flow",
@@ -159,10 +163,27 @@ class PolarSymplecticConfig(FlowConfig):
     kind: str = "polar_symplectic"
 
 
-def neural_rg(config: NeuralRGConfig | None = None, **overrides: Any) -> HierarchicalFlow:
-    """Build the NeuralRG flow for ``config`` (fields may be overridden by keyword) and attach ``flow.config``."""
-    cfg = _config(NeuralRGConfig, config, overrides)
-    flow = hierarchical_flow(
+@dataclass
+class ConditionalNeuralRGConfig(NeuralRGConfig):
+    r"""Hyper-parameters of a temperature-conditioned NeuralRG flow
+    (:class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow`): those of :class:`NeuralRGConfig` plus how the
+    temperature enters every coupling's hypernet (``conditioning``: ``"film"`` or ``"concat"``; see
+    :class:`~pyro_nrg.transforms.ConditionalMLP`), whether the element-wise head depends on it too
+    (``condition_head``; :class:`~pyro_nrg.transforms.ConditionalOddTanhSum`) and the temperature range
+    ``[t_min, t_max]`` that fixes the context feature. Affine couplings only. The default ``conditioning`` is the
+    one the side-by-side run of ``benchmarks/temperature.py`` measured better (``docs/physics.md``, "One flow for
+    a range of temperatures").
+    """
+
+    conditioning: str = "film"
+    condition_head: bool = True
+    t_min: float = 1.8
+    t_max: float = 3.5
+    kind: str = "conditional_neural_rg"
+
+
+def _hierarchy(cfg: NeuralRGConfig, **extra: Any) -> HierarchicalFlow:
+    return hierarchical_flow(
         cfg.L,
         cfg.dim,
         n_levels=cfg.n_levels,
@@ -181,7 +202,35 @@ def neural_rg(config: NeuralRGConfig | None = None, **overrides: Any) -> Hierarc
         head_terms=cfg.head_terms,
         coupling=cfg.coupling,
         coupling_terms=cfg.coupling_terms,
+        **extra,
     )
+
+
+def neural_rg(config: NeuralRGConfig | None = None, **overrides: Any) -> HierarchicalFlow:
+    """Build the NeuralRG flow for ``config`` (fields may be overridden by keyword) and attach ``flow.config``."""
+    cfg = _config(NeuralRGConfig, config, overrides)
+    flow = _hierarchy(cfg)
+    flow.config = cfg.to_dict()
+    return flow
+
+
+def conditional_neural_rg(
+    config: ConditionalNeuralRGConfig | None = None, **overrides: Any
+) -> ConditionalHierarchicalFlow:
+    """Build the temperature-conditioned NeuralRG flow for ``config`` (fields may be overridden by keyword) and
+    attach ``flow.config``.
+
+    Example:
+        >>> flow = conditional_neural_rg(L=4, hidden=8)
+        >>> flow.config["kind"], flow.condition(2.5)(torch.zeros(2, 4, 4)).shape
+        ('conditional_neural_rg', torch.Size([2, 4, 4]))
+    """
+    cfg = _config(ConditionalNeuralRGConfig, config, overrides)
+    if cfg.coupling != "affine":
+        raise ConfigMismatchError(f"a conditional NeuralRG flow has affine couplings, got coupling={cfg.coupling!r}: "
+                                  "use coupling='affine'")
+    hierarchy = _hierarchy(cfg, context_dim=1, conditioning=cfg.conditioning, condition_head=cfg.condition_head)
+    flow = ConditionalHierarchicalFlow(hierarchy, cfg.t_min, cfg.t_max)
     flow.config = cfg.to_dict()
     return flow
 
@@ -230,6 +279,7 @@ _KINDS: dict[str, tuple[type[FlowConfig], Any]] = {
     "neural_rg": (NeuralRGConfig, neural_rg),
     "symplectic": (SymplecticFlowConfig, symplectic),
     "polar_symplectic": (PolarSymplecticConfig, polar_symplectic),
+    "conditional_neural_rg": (ConditionalNeuralRGConfig, conditional_neural_rg),
 }
 
 

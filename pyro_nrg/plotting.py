@@ -21,6 +21,9 @@ Functions:
 * :func:`plot_configurations` — a grid of sampled configurations.
 * :func:`plot_renormalized_variables` — a configuration and its latent variables per RG level.
 * :func:`plot_spectrum_comparison`, :func:`plot_mode_profiles` — learned frequencies and slow modes vs exact.
+* :func:`plot_thermodynamics` — F(T), U(T), C(T), <m²>(T), the Binder cumulant and the F_q error of a
+  temperature-conditioned flow against the exact curves.
+* :func:`plot_temperature_posterior` — NUTS draws of T against the exact and the flow's grid posteriors.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
     "plot_renormalized_variables",
     "plot_spectrum_comparison",
     "plot_mode_profiles",
+    "plot_thermodynamics",
+    "plot_temperature_posterior",
 ]
 
 
@@ -526,4 +531,58 @@ def plot_ramachandran_colored(
         _ramachandran_axes(ax)
         ax.set_title(title)
         fig.colorbar(sc, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_thermodynamics(
+    estimates: Sequence[Mapping[str, float]], exact: Sequence[Mapping[str, float]] = (), title: str | None = None
+) -> Any:
+    """Six panels against temperature: Ising free energy, energy and specific heat per site, :math:`\\langle m^2
+    \rangle`, the Binder cumulant (estimates with error bars, exact curves as lines) and the relative F_q error.
+
+    Args:
+        estimates: rows of :func:`~pyro_nrg.infer.thermodynamics.thermodynamics` (``T``, ``f``, ``u``, ``c``,
+            ``m2``, ``binder`` with ``*_err``, ``f_q_rel_err``).
+        exact: rows of :func:`~pyro_nrg.infer.thermodynamics.exact_curves` (keys missing there are not drawn).
+        title: figure title.
+    """
+    fig = _figure((12, 6.5))
+    axes = fig.subplots(2, 3).ravel()
+    T = np.array([r["T"] for r in estimates])
+    te = np.array([r["T"] for r in exact]) if exact else None
+    panels = [("f", "free energy f = F/N"), ("u", "energy u = U/N"), ("c", "specific heat c = C/N"),
+              ("m2", "<m^2>"), ("binder", "Binder cumulant U_4")]
+    for ax, (key, label) in zip(axes, panels, strict=False):
+        ax.errorbar(T, [r[key] for r in estimates], yerr=[r[key + "_err"] for r in estimates], fmt="o", ms=3,
+                    label="flow (importance-sampled)")
+        if te is not None and all(key in r for r in exact):
+            ax.plot(te, [r[key] for r in exact], "k-", lw=1, label="exact")
+        ax.set_xlabel("T")
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    ax = axes[5]
+    ax.semilogy(T, [max(r["f_q_rel_err"], 1e-6) for r in estimates], "o-", ms=3)
+    ax.set_xlabel("T")
+    ax.set_title("(F_q - F) / |F|")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_temperature_posterior(
+    samples: Any, grid_t: Any, grid_density: Any, flow_t: Any = None, flow_density: Any = None,
+    truth: float | None = None,
+) -> Any:
+    """A histogram of posterior draws of T against the exact grid posterior (and the flow's own, if given)."""
+    fig = _figure((6, 4))
+    ax = fig.subplots()
+    ax.hist(_np(samples).ravel(), bins=40, density=True, alpha=0.5, label="NUTS (flow likelihood)")
+    ax.plot(_np(grid_t), _np(grid_density), "k-", label="exact grid posterior")
+    if flow_t is not None and flow_density is not None:
+        ax.plot(_np(flow_t), _np(flow_density), "r--", label="flow grid posterior")
+    if truth is not None:
+        ax.axvline(truth, color="gray", ls=":", label=f"T = {truth:g}")
+    ax.set_xlabel("T")
+    ax.set_ylabel("p(T | x)")
+    ax.legend(fontsize=8)
     return fig

@@ -3,16 +3,20 @@ r"""Distributions the package hands out: flow priors, their symmetrised mixtures
 * :mod:`~pyro_nrg.distributions.flow` — :class:`FlowDistribution` (a standard normal pushed through a flow; save and
   load) and the path-gradient ``log_prob`` (:func:`detached_parameters`, :func:`detached_log_prob`).
 * :mod:`~pyro_nrg.distributions.symmetrized` — :class:`Z2Symmetrized`, :class:`LatticeSymmetrized`.
+* :mod:`~pyro_nrg.distributions.conditional` — :class:`ConditionalFlowDistribution`, :math:`q(x\mid T)` at any
+  temperature of its range; ``.condition(T)`` is a :class:`FlowDistribution`.
 * :mod:`~pyro_nrg.distributions.phase_space` — latent :class:`HarmonicOscillators`, the symplectic
   :class:`PhaseSpaceFlow` and the neural canonical transformation :class:`CanonicalFlow` with its builders.
 """
 
+from .conditional import ConditionalFlowDistribution
 from .flow import (
     FlowDistribution,
     detached_log_prob,
     detached_parameters,
     load_flow_file,
     read_flow_file,
+    refuse_conditional,
     save_flow_file,
     standard_normal,
 )
@@ -35,10 +39,12 @@ from .symmetrized import (
 
 __all__ = [
     "FlowDistribution",
+    "ConditionalFlowDistribution",
     "standard_normal",
     "detached_log_prob",
     "detached_parameters",
     "save_flow_file",
+    "refuse_conditional",
     "read_flow_file",
     "load_flow_file",
     "Z2Symmetrized",

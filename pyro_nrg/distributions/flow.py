@@ -29,6 +29,7 @@ from ..io import atomic_torch_save, write_json
 __all__ = [
     "FlowDistribution",
     "save_flow_file",
+    "refuse_conditional",
     "read_flow_file",
     "load_flow_file",
     "standard_normal",
@@ -140,12 +141,20 @@ class FlowDistribution(dist.TransformedDistribution):
         if "canonical" in blob:
             raise CheckpointError(f"{path} holds a neural canonical transformation: load it with CanonicalFlow.load")
         spec = blob.get("distribution") or {}
+        refuse_conditional(path, spec)
         if spec.get("mixtures"):
             raise CheckpointError(
                 f"{path} holds a symmetrised mixture of a flow, not a bare FlowDistribution: load it with "
                 f"pyro_nrg.distributions.load_distribution(path) (or Z2Symmetrized.load / LatticeSymmetrized.load)"
             )
         return cls(flow, latent_scale=float(spec.get("latent_scale", 1.0)))
+
+
+def refuse_conditional(path: str | os.PathLike[str], spec: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointError` if the saved distribution spec ``spec`` is a temperature-conditioned one."""
+    if spec.get("conditional"):
+        raise CheckpointError(f"{path} holds a temperature-conditioned flow: load it with "
+                              "pyro_nrg.distributions.ConditionalFlowDistribution.load(path), then .condition(T)")
 
 
 def save_flow_file(flow: torch.nn.Module, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch.distributions import constraints
 
 from ..errors import CheckpointError, EventShapeError
-from .flow import FlowDistribution, load_flow_file, save_flow_file
+from .flow import FlowDistribution, load_flow_file, refuse_conditional, save_flow_file
 
 __all__ = [
     "Z2Symmetrized",
@@ -309,6 +309,7 @@ def load_distribution(
     """
     flow, blob = load_flow_file(path, map_location, requires_grad)
     spec = blob.get("distribution") or {}
+    refuse_conditional(path, spec)
     d: dist.TorchDistribution = FlowDistribution(flow, latent_scale=float(spec.get("latent_scale", 1.0)))
     for layer in spec.get("mixtures", []):
         kind = layer.get("kind")

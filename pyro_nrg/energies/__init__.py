@@ -21,6 +21,7 @@ from .transfer_matrix import (
     MAX_TRANSFER_MATRIX_L,
     IsingMoments,
     exact_ising_moments,
+    exact_ising_spins,
     ising_magnetization_log_weights,
 )
 from .wolff import WolffEstimate, wolff_ising, wolff_spins
@@ -40,6 +41,7 @@ __all__ = [
     "ising_magnetization_log_weights",
     "IsingMoments",
     "MAX_TRANSFER_MATRIX_L",
+    "exact_ising_spins",
     "wolff_ising",
     "wolff_spins",
     "WolffEstimate",

@@ -22,6 +22,7 @@ from .distillation import (
     distill,
     energy_config,
     load_checkpoint,
+    run_distiller,
 )
 from .distributed import init_from_environment, map_tasks
 from .estimators import (
@@ -50,6 +51,16 @@ from .model import FlowGuide, boltzmann_model, boltzmann_site, flat_site_distrib
 from .pushforward import as_flow_event, flow_event_shape, flow_of, forward_and_log_det, to_physical
 from .schedules import warmup_cosine
 from .starts import stationary_starts
+from .temperature import ConditionalDistiller, TemperatureRange, distill_temperatures, estimate_at
+from .temperature_posterior import (
+    GridPosterior,
+    TemperaturePosterior,
+    grid_posterior,
+    grid_temperature_posterior,
+    infer_temperature,
+    temperature_model,
+)
+from .thermodynamics import curve_peak, exact_curves, exact_specific_heat, ising_energy_moments, thermodynamics
 
 __all__ = [
     "AISResult",
@@ -118,4 +129,20 @@ __all__ = [
     "boltzmann_site",
     "flat_site_distribution",
     "symmetrize",
+    "run_distiller",
+    "ConditionalDistiller",
+    "TemperatureRange",
+    "distill_temperatures",
+    "estimate_at",
+    "GridPosterior",
+    "TemperaturePosterior",
+    "grid_posterior",
+    "grid_temperature_posterior",
+    "infer_temperature",
+    "temperature_model",
+    "curve_peak",
+    "exact_curves",
+    "exact_specific_heat",
+    "ising_energy_moments",
+    "thermodynamics",
 ]

@@ -58,6 +58,7 @@ __all__ = [
     "Distiller",
     "DistillResult",
     "distill",
+    "run_distiller",
     "energy_config",
     "load_checkpoint",
     "checkpoint_step",
@@ -767,6 +768,21 @@ def distill(
 
     init_from_environment()  # joins the torchrun process group if launched by torchrun; no-op otherwise
     runner = Distiller(energy, flow, cfg, checkpoint_dir)
+    return run_distiller(runner, resume, callbacks, progress)
+
+
+def run_distiller(
+    runner: Distiller,
+    resume: bool = False,
+    callbacks: Sequence[Callable[[Distiller, dict[str, float]], bool | None]] = (),
+    progress: bool | None = None,
+) -> DistillResult:
+    """Run a built :class:`Distiller` (any subclass) as :func:`distill` does: resume from its checkpoint folder if
+    asked, refuse to overwrite a run that is there otherwise, train, and return the :class:`DistillResult`.
+
+    Raises:
+        CheckpointError: ``resume`` without a checkpoint folder, or a checkpoint that is there without ``resume``.
+    """
     ckpt = runner._ckpt_path()
     if resume and ckpt is not None and ckpt.exists():
         runner.load_checkpoint(ckpt)

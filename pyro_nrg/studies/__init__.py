@@ -5,6 +5,7 @@
   (``pyro-nrg chain|ring``).
 * :mod:`pyro_nrg.studies.demos` — density estimation on alanine dipeptide MD and on digits
   (``pyro-nrg alanine|digits``).
+* :mod:`pyro_nrg.studies.sweep` — one temperature-conditioned flow over a range of T (``pyro-nrg sweep``).
 * :mod:`pyro_nrg.studies.config` — the typed, validated configuration of each study (its fields are the options).
 * :mod:`pyro_nrg.studies.report` — run folders (owned by one process at a time), Markdown reports, console tables.
 
@@ -20,6 +21,7 @@ from .config import STUDY_CONFIGS, StudyConfig
 from .demos import run_demo_study
 from .lattice import run_lattice_study
 from .report import RunFolder, StudyOutcome
+from .sweep import run_sweep_study
 
-__all__ = ["run_lattice_study", "run_canonical_study", "run_demo_study", "RunFolder", "StudyOutcome",
+__all__ = ["run_lattice_study", "run_canonical_study", "run_demo_study", "run_sweep_study", "RunFolder", "StudyOutcome",
            "StudyConfig", "STUDY_CONFIGS"]

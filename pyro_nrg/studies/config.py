@@ -41,6 +41,7 @@ __all__ = [
     "RingStudyConfig",
     "AlanineStudyConfig",
     "DigitsStudyConfig",
+    "SweepStudyConfig",
     "STUDY_CONFIGS",
     "SEED_MAX",
     "option_flags",
@@ -461,8 +462,66 @@ class DigitsStudyConfig(_DemoBase):
         return f"b{self.blocks}"
 
 
+@dataclass
+class SweepStudyConfig(StudyConfig):
+    """The ``sweep`` study: one temperature-conditioned NeuralRG flow over a range of T for the 2D Ising relaxation,
+    its thermodynamic curves against the exact ones, and the posterior over T of a few exact configurations."""
+
+    study: ClassVar[str] = "sweep"
+
+    L: int = _opt(8, "lattice side, a power of 2", "lattice and flow")
+    t_min: float = _opt(1.8, "lowest temperature of the range", "lattice and flow")
+    t_max: float = _opt(3.5, "highest temperature of the range", "lattice and flow")
+    conditioning: str = _opt("film", "how T enters the coupling networks", "lattice and flow",
+                             choices=("film", "concat"))
+    hidden: int = _opt(32, "hidden width of the coupling networks", "lattice and flow")
+    couplings: int = _opt(4, "couplings per block bijector", "lattice and flow")
+    steps: int = _opt(2000, "training steps", "training")
+    batch_size: int = _opt(256, "samples per training step (split among the temperatures)", "training",
+                           flags=("--batch", "--batch-size"))
+    lr: float = _opt(3e-3, "peak learning rate of the warm-up + cosine schedule", "training")
+    train_temperatures: int = _opt(8, "temperatures per training step (stratified in 1/T)", "training")
+    temperatures: int = _opt(25, "temperatures of the curves (equally spaced in 1/T)", _SAMPLE)
+    eval_samples: int = _opt(8192, "flow samples per temperature", _SAMPLE)
+    posterior_temperature: float = _opt(2.5, "temperature of the observed configurations of the posterior check",
+                                        _SAMPLE, flags=("--posterior-temperature", "--posterior-T"))
+    observations: int = _opt(5, "observed configurations of the posterior check (0 skips it)", _SAMPLE)
+    nuts_chains: int = _opt(4, "NUTS chains on T", _SAMPLE)
+    nuts_samples: int = _opt(300, "NUTS draws per chain", _SAMPLE)
+    nuts_warmup: int = _opt(200, "NUTS warm-up steps per chain", _SAMPLE)
+
+    def _check(self) -> None:
+        self._int("L", 4, fix="use a power of 2 such as --L 8 or --L 16")
+        if self.L & (self.L - 1):
+            lo = 1 << (self.L.bit_length() - 1)
+            self._fail("L", self.L, "a power of 2 for the hierarchical flow", f"use --L {lo} or --L {2 * lo}")
+        self._real("t_min", positive=True, fix="give a temperature such as --t-min 1.8")
+        self._real("t_max", positive=True, fix="give a temperature such as --t-max 3.5")
+        if not self.t_max > self.t_min:
+            self._fail("t_max", self.t_max, f"above --t-min ({self.t_min:g})", "give a range such as 1.8 to 3.5")
+        self._int("hidden", 1, fix="default 32")
+        self._int("couplings", 1, fix="default 4")
+        self._int("steps", 1, fix="train at least one step (default 2000)")
+        self._int("batch_size", 2, fix="default 256")
+        self._real("lr", positive=True, fix="a positive number such as 3e-3")
+        self._int("train_temperatures", 1, self.batch_size, "at most one temperature per sample of a batch")
+        self._int("temperatures", 5, fix="the curves and their C(T) peak need several temperatures (default 25)")
+        self._int("eval_samples", 16, fix="default 8192")
+        self._real("posterior_temperature", positive=True, fix="give a temperature inside the range")
+        if self.observations and not self.t_min <= self.posterior_temperature <= self.t_max:
+            self._fail("posterior_temperature", self.posterior_temperature, f"inside [{self.t_min:g}, {self.t_max:g}]",
+                       "the flow is trained, and the prior is uniform, on that range")
+        self._int("observations", 0, fix="0 skips the posterior check")
+        self._int("nuts_chains", 1, fix="default 4 (R-hat needs several)")
+        self._int("nuts_samples", 4, fix="default 300")
+        self._int("nuts_warmup", 1, fix="default 200")
+
+    def tag(self) -> str:
+        return f"L{self.L}-T{self.t_min:g}-{self.t_max:g}"
+
+
 STUDY_CONFIGS: dict[str, type[StudyConfig]] = {
     c.study: c for c in (IsingStudyConfig, Phi4StudyConfig, ChainStudyConfig, RingStudyConfig, AlanineStudyConfig,
-                         DigitsStudyConfig)
+                         DigitsStudyConfig, SweepStudyConfig)
 }
 """Study name → its config class."""

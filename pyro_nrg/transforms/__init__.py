@@ -1,6 +1,7 @@
 """Pyro ``TransformModule``s mapping latent ``z`` to physical ``x`` (no training, no I/O)."""
 
 from .base import PairedTransformModule, Reshaped
+from .conditional import ConditionalHierarchicalFlow, ConditionedFlow
 from .coupling import (
     CouplingStack,
     MaskedAffineCoupling,
@@ -12,6 +13,7 @@ from .coupling import (
     masked_tanh_coupling,
 )
 from .elementwise import (
+    ConditionalOddTanhSum,
     ElementwiseSpline,
     OddTanhSum,
     elementwise_spline,
@@ -21,7 +23,7 @@ from .elementwise import (
     tanh_sum,
 )
 from .hierarchical import HierarchicalFlow, hierarchical_flow
-from .nets import MLP
+from .nets import MLP, ConditionalMLP
 from .symplectic import (
     LinearSymplectic,
     MLPPotential,
@@ -49,6 +51,9 @@ __all__ = [
     "PairedTransformModule",
     "Reshaped",
     "MLP",
+    "ConditionalMLP",
+    "ConditionalHierarchicalFlow",
+    "ConditionedFlow",
     "MaskedAffineCoupling",
     "MaskedTanhCoupling",
     "CouplingStack",
@@ -61,6 +66,7 @@ __all__ = [
     "hierarchical_flow",
     "ElementwiseSpline",
     "OddTanhSum",
+    "ConditionalOddTanhSum",
     "elementwise_spline",
     "rq_spline",
     "solve_increasing",

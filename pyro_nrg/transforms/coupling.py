@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import EventShapeError
 from .base import PairedTransformModule
 from .elementwise import invert_increasing, tanh_sum
-from .nets import MLP
+from .nets import MLP, ConditionalMLP
 
 __all__ = [
     "MaskedAffineCoupling",
@@ -174,33 +174,50 @@ class MaskedAffineCoupling(PairedTransformModule):
         a = self.fixed_scale_bound
         return self.scale_bound * torch.tanh(s_hat) if a is None else a * torch.tanh(s_hat / a)
 
-    def _scale_shift(self, v_cond: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _hypernet(self, v_cond: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """The hypernet on ``v_cond``, with the context (broadcast to ``v_cond``'s batch) if there is one."""
+        if context is None:
+            return self.hypernet(v_cond)
+        return self.hypernet(v_cond, context.expand(*v_cond.shape[:-1], context.shape[-1]))
+
+    def _scale_shift(
+        self, v_cond: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         n = self.trans.numel()
         if self.odd:
-            hp, hm = self.hypernet(torch.stack([v_cond, -v_cond]))  # one call on a doubled batch
+            ctx = None if context is None else torch.stack([context, context]).expand(
+                2, *v_cond.shape[:-1], context.shape[-1])
+            hp, hm = self._hypernet(torch.stack([v_cond, -v_cond]), ctx)  # one call on a doubled batch
             if self.additive:
                 return None, 0.5 * (hp - hm)
             s_hat, t = 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
             return self._clamp(s_hat), t
-        h = self.hypernet(v_cond)
+        h = self._hypernet(v_cond, context)
         if self.additive:
             return None, h
         return self._clamp(h[..., :n]), h[..., n:]
 
-    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_and_log_det(
+        self, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` and the log-det; ``context`` (shape ``(*batch, context_dim)``, broadcastable) goes to a conditional
+        hypernet (:class:`~pyro_nrg.transforms.ConditionalMLP`)."""
         self._check(z)
         z_c, z_t = self._split(z)
-        s, t = self._scale_shift(z_c)
+        s, t = self._scale_shift(z_c, context)
         if s is None:
             x_t, ldj = z_t + t, z.new_zeros(z.shape[:-1])
         else:
             x_t, ldj = torch.addcmul(t, z_t, torch.exp(s)), s.sum(-1)
         return self._merge(z_c, x_t), ldj
 
-    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse_and_log_det(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z`` and the forward log-det at that point; ``context`` as for :meth:`forward_and_log_det`."""
         self._check(x)
         x_c, x_t = self._split(x)
-        s, t = self._scale_shift(x_c)
+        s, t = self._scale_shift(x_c, context)
         if s is None:
             z_t, ldj = x_t - t, x.new_zeros(x.shape[:-1])
         else:
@@ -217,15 +234,24 @@ def masked_affine_coupling(
     additive: bool = False,
     scale_bound: float = 2.0,
     odd: bool = False,
+    context_dim: int = 0,
+    conditioning: str = "film",
 ) -> MaskedAffineCoupling:
     """Build a :class:`MaskedAffineCoupling` on ``d`` variables with an :class:`MLP` hypernet.
 
     ``cond``/``trans`` default to the first/second half of ``range(d)``; ``odd`` makes it Z₂-equivariant.
+    ``context_dim > 0`` gives it a :class:`~pyro_nrg.transforms.ConditionalMLP` hypernet (``conditioning``
+    ``"concat"`` or ``"film"``) that takes a context of that many features in every call.
     """
     if cond is None or trans is None:
         cond, trans = half_partitions(d, 1)[0]
     n_out = len(trans) * (1 if additive else 2)
-    net = MLP(len(cond), n_out, hidden, activation, output_bias=not (odd and additive))
+    net: nn.Module
+    if context_dim:
+        net = ConditionalMLP(len(cond), context_dim, n_out, hidden, activation, output_bias=not (odd and additive),
+                             conditioning=conditioning)
+    else:
+        net = MLP(len(cond), n_out, hidden, activation, output_bias=not (odd and additive))
     return MaskedAffineCoupling(net, cond, trans, additive=additive, scale_bound=scale_bound, odd=odd)
 
 
@@ -355,17 +381,23 @@ class CouplingStack(PairedTransformModule):
         super().__init__(event_dim=1, cache_size=cache_size)
         self.parts = nn.ModuleList(parts)
 
-    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_and_log_det(
+        self, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the parts in order; a ``context`` is handed to every part (conditional couplings)."""
         ldj = z.new_zeros(z.shape[:-1])
         for part in self.parts:
-            z, ld = part.forward_and_log_det(z)
+            z, ld = part.forward_and_log_det(z) if context is None else part.forward_and_log_det(z, context)
             ldj = ldj + ld
         return z, ldj
 
-    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse_and_log_det(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Invert the parts in reverse order (``context`` as for :meth:`forward_and_log_det`)."""
         ldj = x.new_zeros(x.shape[:-1])
         for part in reversed(self.parts):
-            x, ld = part.inverse_and_log_det(x)
+            x, ld = part.inverse_and_log_det(x) if context is None else part.inverse_and_log_det(x, context)
             ldj = ldj + ld
         return x, ldj
 
@@ -381,6 +413,8 @@ def coupling_stack(
     odd: bool = False,
     kind: str = "affine",
     n_terms: int = 2,
+    context_dim: int = 0,
+    conditioning: str = "film",
 ) -> CouplingStack:
     """A RealNVP block bijector on ``d`` variables: ``n_couplings`` couplings with alternating partitions
     (``odd``: every coupling Z₂-equivariant, see :class:`MaskedAffineCoupling`).
@@ -388,13 +422,17 @@ def coupling_stack(
     This is the default block of :func:`~pyro_nrg.transforms.hierarchical_flow` (``d = 4`` for 2×2 plaquettes,
     ``d = 2`` for 1D pairs). ``kind="tanh"`` builds :class:`MaskedTanhCoupling` layers (``n_terms`` tanh terms;
     smooth, with conditionals that can be bimodal) instead of affine ones; ``additive`` applies to affine layers.
+    ``context_dim > 0`` makes every (affine) coupling conditional on a context of that many features
+    (:func:`masked_affine_coupling`); the stack then takes ``context`` in every call.
     """
     if kind not in ("affine", "tanh"):
         raise ValueError(f"kind must be 'affine' or 'tanh', got {kind!r}")
+    if context_dim and kind != "affine":
+        raise ValueError("conditional couplings are affine: use kind='affine' with context_dim > 0")
     if kind == "tanh" and additive:
         raise ValueError("additive=True is a property of affine couplings: use kind='affine' or additive=False")
     parts: list[PairedTransformModule] = [
-        masked_affine_coupling(d, c, t, hidden, activation, additive, scale_bound, odd)
+        masked_affine_coupling(d, c, t, hidden, activation, additive, scale_bound, odd, context_dim, conditioning)
         if kind == "affine"
         else masked_tanh_coupling(d, c, t, hidden, activation, n_terms, scale_bound, odd)
         for c, t in half_partitions(d, n_couplings, seed)

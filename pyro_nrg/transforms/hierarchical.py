@@ -36,7 +36,7 @@ from ..errors import EventShapeError, LatticeSizeError
 from ..lattice import Lattice, site_levels
 from .base import PairedTransformModule
 from .coupling import coupling_stack
-from .elementwise import ElementwiseSpline, OddTanhSum
+from .elementwise import ConditionalOddTanhSum, ElementwiseSpline, OddTanhSum
 
 __all__ = ["HierarchicalFlow", "hierarchical_flow"]
 
@@ -155,20 +155,26 @@ class HierarchicalFlow(PairedTransformModule):
 
     # --- one layer -----------------------------------------------------------------------------------------
     def _apply_layer(
-        self, y: torch.Tensor, level: int, offset: int, block: PairedTransformModule, inverse: bool
+        self, y: torch.Tensor, level: int, offset: int, block: PairedTransformModule, inverse: bool,
+        context: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply ``block`` (or its inverse) to every block of level ``level``'s grid, shifted by ``offset``.
 
         ``y``: the flat lattice ``(B, N)``. The blocks are gathered into one ``(B * n_blocks, 2**dim)`` batch, so
-        the block bijector runs once. Returns the new ``y`` and the log-det (shape ``(B,)``).
+        the block bijector runs once. ``context`` (``(B, c)`` or ``(1, c)``) is repeated for every block of a
+        configuration. Returns the new ``y`` and the log-det (shape ``(B,)``).
         """
         B = y.shape[0]
         idx = getattr(self, f"_gather_{level}_{offset}")
         blocks = y.index_select(1, idx).reshape(-1, self.block_size)
-        if inverse:
-            out, ld = block.inverse_and_log_det(blocks)
+        fn = block.inverse_and_log_det if inverse else block.forward_and_log_det
+        if context is None:
+            out, ld = fn(blocks)
         else:
-            out, ld = block.forward_and_log_det(blocks)
+            n_blocks = blocks.shape[0] // B
+            ctx = (context.expand(blocks.shape[0], -1) if context.shape[0] == 1
+                   else context.repeat_interleave(n_blocks, 0))
+            out, ld = fn(blocks, ctx)
         out = out.reshape(B, -1)
         if level == 0:
             y = out.index_select(1, getattr(self, f"_scatter_{level}_{offset}"))
@@ -186,27 +192,53 @@ class HierarchicalFlow(PairedTransformModule):
                 plan.append((level, 1, layers[2 * r]))  # disentangler: blocks offset by half a block
         return plan
 
-    def forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _flat_context(self, context: torch.Tensor | None, batch: torch.Size) -> torch.Tensor | None:
+        """``context`` of shape ``(*batch, c)`` (or broadcastable, e.g. ``(c,)``) as ``(B, c)``, or ``(1, c)`` when it
+        is the same for the whole batch."""
+        if context is None:
+            return None
+        if context.dim() == 1 or context.shape[:-1].numel() == 1:
+            return context.reshape(1, -1)
+        return context.expand(*batch, context.shape[-1]).reshape(-1, context.shape[-1])
+
+    def _head(self, y: torch.Tensor, context: torch.Tensor | None, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head (or its inverse) on ``y``; a conditional head (``head.conditional``) gets the context."""
+        assert self.head is not None
+        fn = self.head.inverse_and_log_det if inverse else self.head.forward_and_log_det
+        if context is not None and getattr(self.head, "conditional", False):
+            return fn(y, context)
+        return fn(y)
+
+    def forward_and_log_det(
+        self, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x = g(z)`` and its log-det; ``context`` (shape ``(*batch, c)``, broadcastable) goes to every block of a
+        flow built with conditional blocks (:class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow`)."""
         y, batch = self._to_lattice(z)
+        context = self._flat_context(context, batch)
         y = y.reshape(y.shape[0], -1)
         ldj = y.new_zeros(y.shape[0])
         for level, offset, block in self._layer_plan():
-            y, ld = self._apply_layer(y, level, offset, block, inverse=False)
+            y, ld = self._apply_layer(y, level, offset, block, inverse=False, context=context)
             ldj = ldj + ld
         y = y.reshape(-1, *self.lattice.event_shape)
         if self.head is not None:
-            y, ld = self.head.forward_and_log_det(y)
+            y, ld = self._head(y, context, inverse=False)
             ldj = ldj + ld
         return self._from_lattice(y, batch), ldj.reshape(batch)
 
-    def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse_and_log_det(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = g^{-1}(x)`` and the forward log-det at that point (``context`` as for :meth:`forward_and_log_det`)."""
         y, batch = self._to_lattice(x)
+        context = self._flat_context(context, batch)
         ldj = y.new_zeros(y.shape[0])
         if self.head is not None:
-            y, ldj = self.head.inverse_and_log_det(y)
+            y, ldj = self._head(y, context, inverse=True)
         y = y.reshape(y.shape[0], -1)
         for level, offset, block in reversed(self._layer_plan()):
-            y, ld = self._apply_layer(y, level, offset, block, inverse=True)
+            y, ld = self._apply_layer(y, level, offset, block, inverse=True, context=context)
             ldj = ldj + ld
         return self._from_lattice(y.reshape(-1, *self.lattice.event_shape), batch), ldj.reshape(batch)
 
@@ -254,6 +286,9 @@ def hierarchical_flow(
     head_terms: int = 4,
     coupling: str = "affine",
     coupling_terms: int = 2,
+    context_dim: int = 0,
+    conditioning: str = "film",
+    condition_head: bool = True,
 ) -> HierarchicalFlow:
     """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
 
@@ -289,13 +324,20 @@ def hierarchical_flow(
             (:class:`~pyro_nrg.transforms.MaskedTanhCoupling`: smooth, conditionals that can be bimodal, about twice
             the step time).
         coupling_terms: tanh terms per variable of ``coupling="tanh"``.
+        context_dim: ``> 0``: every coupling's hypernet takes a context of that many features
+            (:class:`~pyro_nrg.transforms.ConditionalMLP`), passed as ``forward_and_log_det(z, context)``; see
+            :class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow`. Affine couplings only.
+        conditioning: how the context enters: ``"film"`` or ``"concat"``.
+        condition_head: with ``context_dim > 0`` and ``head="tanh"``, the head's parameters depend on the context
+            too (:class:`~pyro_nrg.transforms.ConditionalOddTanhSum`).
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
 
         def block_factory(i: int) -> PairedTransformModule:
             return coupling_stack(2**dim, n_couplings, widths, activation, additive, scale_bound, seed=i, odd=odd,
-                                  kind=coupling, n_terms=coupling_terms)
+                                  kind=coupling, n_terms=coupling_terms, context_dim=context_dim,
+                                  conditioning=conditioning)
 
     if coupling not in ("affine", "tanh"):
         raise ValueError(f"coupling must be 'affine' or 'tanh', got {coupling!r}")
@@ -304,6 +346,8 @@ def hierarchical_flow(
     head_module: PairedTransformModule | None = None
     if head == "spline":
         head_module = ElementwiseSpline(dim, head_bins, head_bound, odd=True)
+    elif head == "tanh" and context_dim and condition_head:
+        head_module = ConditionalOddTanhSum(dim, n_terms=head_terms, context_dim=context_dim)
     elif head == "tanh":
         head_module = OddTanhSum(dim, n_terms=head_terms)
     return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat, head=head_module)

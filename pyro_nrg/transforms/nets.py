@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "ACTIVATIONS"]
+__all__ = ["MLP", "ConditionalMLP", "CONDITIONINGS", "ACTIVATIONS"]
+
+CONDITIONINGS: tuple[str, ...] = ("concat", "film")
+"""How :class:`ConditionalMLP` takes its context: appended to the input, or FiLM scale/shift of every hidden layer."""
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
@@ -78,3 +81,63 @@ class MLP(nn.Sequential):
                 last.bias = nn.Parameter(last.bias[outputs].clone())
             last.out_features = len(outputs)
         return self
+
+
+class ConditionalMLP(nn.Module):
+    r"""An :class:`MLP` that also takes a context vector :math:`c` (e.g. features of the inverse temperature).
+
+    ``conditioning="concat"``: the context is appended to the input, :math:`\mathrm{MLP}([v, c])`.
+    ``conditioning="film"`` (feature-wise linear modulation; Perez et al., AAAI 2018): every hidden layer
+    :math:`h_l = \phi(W_l h_{l-1} + b_l)` is modulated as :math:`h_l \odot (1 + \gamma_l(c)) + \delta_l(c)`, with
+    :math:`(\gamma_l, \delta_l)` an affine map of :math:`c` that starts at zero (the network starts context-free).
+    Either way the output layer starts at zero, so a coupling built on it starts as the identity.
+
+    Shapes: ``forward(v, context)`` with ``v`` of shape ``(*batch, in_dim)`` and ``context`` of shape
+    ``(*batch, context_dim)`` (or broadcastable to it) returns ``(*batch, out_dim)``.
+
+    Args:
+        in_dim: input features.
+        context_dim: context features.
+        out_dim: output features.
+        hidden: widths of the hidden layers (at least one for FiLM).
+        activation: as for :class:`MLP`.
+        output_bias: give the output layer a bias.
+        conditioning: ``"concat"`` or ``"film"``.
+
+    Example:
+        >>> net = ConditionalMLP(2, 1, 4, hidden=(8,), conditioning="film")
+        >>> net(torch.randn(5, 2), torch.randn(5, 1)).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(
+        self, in_dim: int, context_dim: int, out_dim: int, hidden: Sequence[int] = (32, 32),
+        activation: str = "elu", output_bias: bool = True, conditioning: str = "film",
+    ) -> None:
+        super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {conditioning!r}: use one of {list(CONDITIONINGS)}")
+        if conditioning == "film" and not hidden:
+            raise ValueError("FiLM modulates hidden layers: give at least one hidden layer, e.g. hidden=(32, 32)")
+        self.conditioning, self.context_dim = conditioning, int(context_dim)
+        extra = self.context_dim if conditioning == "concat" else 0
+        self.net = MLP(in_dim + extra, out_dim, hidden, activation, output_bias)
+        self.film = nn.ModuleList()
+        if conditioning == "film":
+            for width in hidden:
+                lin = nn.Linear(self.context_dim, 2 * width)
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+                self.film.append(lin)
+
+    def forward(self, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        context = context.expand(*v.shape[:-1], self.context_dim)
+        if self.conditioning == "concat":
+            return self.net(torch.cat([v, context], -1))
+        layers = list(self.net)
+        h = v
+        for k, lin in enumerate(self.film):
+            h = layers[2 * k + 1](layers[2 * k](h))
+            gamma, delta = lin(context).chunk(2, -1)
+            h = torch.addcmul(h + delta, h, gamma)
+        return layers[-1](h)
