@@ -175,18 +175,17 @@ class MaskedAffineCoupling(PairedTransformModule):
         return self.scale_bound * torch.tanh(s_hat) if a is None else a * torch.tanh(s_hat / a)
 
     def _hypernet(self, v_cond: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        """The hypernet on ``v_cond``, with the context (broadcast to ``v_cond``'s batch) if there is one."""
+        """The hypernet on ``v_cond``, with the context (broadcastable to ``v_cond``'s batch) if there is one."""
         if context is None:
             return self.hypernet(v_cond)
-        return self.hypernet(v_cond, context.expand(*v_cond.shape[:-1], context.shape[-1]))
+        return self.hypernet(v_cond, context)
 
     def _scale_shift(
         self, v_cond: torch.Tensor, context: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         n = self.trans.numel()
         if self.odd:
-            ctx = None if context is None else torch.stack([context, context]).expand(
-                2, *v_cond.shape[:-1], context.shape[-1])
+            ctx = None if context is None else context.unsqueeze(0)  # the same context for v and -v
             hp, hm = self._hypernet(torch.stack([v_cond, -v_cond]), ctx)  # one call on a doubled batch
             if self.additive:
                 return None, 0.5 * (hp - hm)

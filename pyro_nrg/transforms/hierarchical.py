@@ -161,20 +161,18 @@ class HierarchicalFlow(PairedTransformModule):
         """Apply ``block`` (or its inverse) to every block of level ``level``'s grid, shifted by ``offset``.
 
         ``y``: the flat lattice ``(B, N)``. The blocks are gathered into one ``(B * n_blocks, 2**dim)`` batch, so
-        the block bijector runs once. ``context`` (``(B, c)`` or ``(1, c)``) is repeated for every block of a
-        configuration. Returns the new ``y`` and the log-det (shape ``(B,)``).
+        the block bijector runs once. With a ``context`` (``(B, c)`` or ``(1, c)``) the blocks go in as
+        ``(B, n_blocks, 2**dim)`` with the context as ``(B or 1, 1, c)``, so that a conditional hypernet broadcasts
+        it over the blocks of a configuration instead of repeating it. Returns the new ``y`` and the log-det (shape
+        ``(B,)``).
         """
         B = y.shape[0]
         idx = getattr(self, f"_gather_{level}_{offset}")
-        blocks = y.index_select(1, idx).reshape(-1, self.block_size)
         fn = block.inverse_and_log_det if inverse else block.forward_and_log_det
         if context is None:
-            out, ld = fn(blocks)
+            out, ld = fn(y.index_select(1, idx).reshape(-1, self.block_size))
         else:
-            n_blocks = blocks.shape[0] // B
-            ctx = (context.expand(blocks.shape[0], -1) if context.shape[0] == 1
-                   else context.repeat_interleave(n_blocks, 0))
-            out, ld = fn(blocks, ctx)
+            out, ld = fn(y.index_select(1, idx).reshape(B, -1, self.block_size), context.unsqueeze(1))
         out = out.reshape(B, -1)
         if level == 0:
             y = out.index_select(1, getattr(self, f"_scatter_{level}_{offset}"))

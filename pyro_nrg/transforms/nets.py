@@ -93,7 +93,8 @@ class ConditionalMLP(nn.Module):
     Either way the output layer starts at zero, so a coupling built on it starts as the identity.
 
     Shapes: ``forward(v, context)`` with ``v`` of shape ``(*batch, in_dim)`` and ``context`` of shape
-    ``(*batch, context_dim)`` (or broadcastable to it) returns ``(*batch, out_dim)``.
+    ``(*batch, context_dim)`` (or broadcastable to it) returns ``(*batch, out_dim)``. FiLM computes its scales and
+    shifts on the context as given and broadcasts them, so a context shared by many rows costs one row.
 
     Args:
         in_dim: input features.
@@ -131,13 +132,12 @@ class ConditionalMLP(nn.Module):
                 self.film.append(lin)
 
     def forward(self, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        context = context.expand(*v.shape[:-1], self.context_dim)
         if self.conditioning == "concat":
-            return self.net(torch.cat([v, context], -1))
+            return self.net(torch.cat([v, context.expand(*v.shape[:-1], self.context_dim)], -1))
         layers = list(self.net)
         h = v
         for k, lin in enumerate(self.film):
             h = layers[2 * k + 1](layers[2 * k](h))
             gamma, delta = lin(context).chunk(2, -1)
-            h = torch.addcmul(h + delta, h, gamma)
+            h = torch.addcmul(delta, h, gamma + 1.0)  # one pass over h; gamma, delta are per context
         return layers[-1](h)
