@@ -34,7 +34,7 @@ from typing import Any
 
 import pyro
 import torch
-from _common import table, write_result
+from _common import read_result, result_path, table, write_result
 
 from pyro_nrg.energies import ISING_TC, IsingRelaxed, exact_ising_spins
 from pyro_nrg.flows import conditional_neural_rg, neural_rg
@@ -174,10 +174,43 @@ def posterior(args: argparse.Namespace, q: Any) -> dict[str, Any]:
             "nuts_seconds": wall, "summary": res.summary}
 
 
+def plot(blob: dict[str, Any], path: Any) -> None:
+    """The curves of both lattices and the posterior check, beside the result file (``*_curves_L8.png`` ...)."""
+    from pyro_nrg.plotting import plot_thermodynamics
+
+    figs = blob["figures"]
+    for key in ("curves_L8", "curves_L16"):
+        if key in figs:
+            c = figs[key]
+            fig = plot_thermodynamics(c["estimates"], c["exact"], f"L={c['L']}: one conditioned flow vs exact")
+            fig.savefig(path.with_name(f"{path.stem}_{key}.png"), dpi=110)
+            print(path.with_name(f"{path.stem}_{key}.png"))
+    if "posterior" in figs:  # the exact grid again (cheap); the NUTS draws are summarised, not stored
+        p = figs["posterior"]
+        spins = exact_ising_spins(8, 2.5, p["n_obs"], seed=7)
+        x_obs = IsingRelaxed(8, 2.5).double().sample_given_spins(spins, generator=torch.Generator().manual_seed(7))
+        g = grid_temperature_posterior(functools.partial(IsingRelaxed, 8), x_obs, 1.8, 3.5)
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.subplots()
+        ax.plot(g.temperatures, g.density, "k-", label="exact grid posterior")
+        for m, s, style, label in ((p["nuts_mean"], p["nuts_sd"], "C0", "NUTS (flow likelihood)"),
+                                   (p["grid_mean"], p["grid_sd"], "k", "exact")):
+            ax.axvline(m, color=style, ls="-" if style == "C0" else ":", label=f"{label}: {m:.3f} ± {s:.3f}")
+            ax.axvspan(m - s, m + s, color=style, alpha=0.15 if style == "C0" else 0.05)
+        ax.set_xlim(p["grid_mean"] - 5 * p["grid_sd"], p["grid_mean"] + 5 * p["grid_sd"])
+        ax.set_xlabel("T")
+        ax.set_ylabel("p(T | x)")
+        ax.legend(fontsize=8)
+        fig.savefig(path.with_name(f"{path.stem}_posterior.png"), dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["compare", "head", "main"], default=None)
+    ap.add_argument("--only", choices=["compare", "head", "main", "plot"], default=None,
+                    help="one section; 'plot' draws the figures of the stored full run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--conditioning", choices=["film", "concat"], default=None,
                     help="skip the comparison and use this (default: the comparison's better one)")
@@ -195,6 +228,10 @@ def main() -> None:
     ap.add_argument("--n-obs", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.only == "plot":
+        plot(read_result("temperature", "temperature_quick" if args.quick else None),
+             result_path("temperature_quick" if args.quick else "temperature", "temperature"))
+        return
     if args.quick:
         args.compare_seconds, args.single_steps, args.check_every, args.l16_seconds = 8.0, 40, 20, 8.0
         args.n_eval, args.n_check, args.n_eval_temps, args.n_curve = 512, 256, 3, 512
