@@ -199,8 +199,8 @@ def plot_training(
     r"""Variational free energy per step and importance-sampled checkpoints, with the exact value.
 
     Args:
-        history: ``step``, ``fq`` (and optionally ``fq_err``) per step (:attr:`Distiller.history`).
-        checks: records ``{"step", "f_is", "f_is_err", "fq", "fq_err"}`` from periodic evaluations.
+        history: ``step``, ``f_q`` (and optionally ``f_q_err``) per step (:attr:`Distiller.history`).
+        checks: records ``{"step", "f_is", "f_is_err", "f_q", "f_q_err"}`` from periodic evaluations.
         f_exact: exact :math:`F` (``None``: the right panel shows :math:`F_q - F_{\rm IS}` instead).
         smooth: window of the running mean drawn over the per-step :math:`F_q`.
 
@@ -208,7 +208,7 @@ def plot_training(
         Figure with two panels: :math:`F` vs step, and the relative error :math:`|F_\bullet - F|/|F|` (log scale).
     """
     steps = np.asarray(history["step"], dtype=float)
-    fq = np.asarray(history["fq"], dtype=float)
+    fq = np.asarray(history["f_q"], dtype=float)
     k = max(1, min(smooth, len(fq)))
     fq_s = np.convolve(fq, np.ones(k) / k, mode="valid") if len(fq) else fq
     steps_s = steps[k - 1:] if len(fq) else steps

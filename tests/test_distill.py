@@ -55,7 +55,7 @@ def _small_flow(L: int = 4):
 def test_distillation_reaches_exact_free_energy_l4() -> None:
     energy = IsingRelaxed(4, ISING_TC)
     result = distill(energy, neural_rg(L=4), steps=300, batch_size=256, lr=5e-3, progress=False, seed=1)
-    fq = result.history["fq"]
+    fq = result.history["f_q"]
     assert fq[-1] < fq[0] - 10  # F_q decreases a lot
     est = result.distiller.estimate(4096)
     assert est.f_q_rel_err is not None and 0 < est.f_q_rel_err < 0.01  # upper bound, within 1 %
@@ -73,13 +73,27 @@ def test_resume_is_bit_exact(tmp_path) -> None:
     distill(energy, _small_flow(), checkpoint_dir=tmp_path / "b", callbacks=[lambda d, r: d.step >= 3], **cfg)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3
     resumed = distill(energy, _small_flow(), checkpoint_dir=tmp_path / "b", resume=True, **cfg)
-    assert resumed.history["fq"] == full.history["fq"]
+    assert resumed.history["f_q"] == full.history["f_q"]
     for (n1, p1), (_, p2) in zip(full.flow.state_dict().items(), resumed.flow.state_dict().items(), strict=True):
         assert torch.equal(p1, p2), n1
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().strip().splitlines()
     assert len(lines) == 6
     assert (tmp_path / "b" / "config.json").exists()
 
+
+
+def test_resume_reads_a_checkpoint_with_the_old_history_names(tmp_path) -> None:
+    """Checkpoints written before the rename stored F_q as ``fq``/``fq_err``: resume keeps their history."""
+    energy = IsingRelaxed(4, 3.0)
+    cfg = dict(steps=4, batch_size=32, lr=1e-2, checkpoint_every=2, seed=5, progress=False)
+    distill(energy, _small_flow(), checkpoint_dir=tmp_path, callbacks=[lambda d, r: d.step >= 2], **cfg)
+    path = tmp_path / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    before = list(blob["history"]["f_q"])
+    blob["history"]["fq"], blob["history"]["fq_err"] = blob["history"].pop("f_q"), blob["history"].pop("f_q_err")
+    torch.save(blob, path)
+    resumed = distill(energy, _small_flow(), checkpoint_dir=tmp_path, resume=True, **cfg)
+    assert resumed.history["f_q"][:2] == before and len(resumed.history["f_q"]) == 4
 
 def test_existing_checkpoint_is_not_overwritten_and_mismatch_is_refused(tmp_path) -> None:
     energy = IsingRelaxed(4, 3.0)
@@ -135,7 +149,7 @@ def test_nan_energy_stops_with_named_error_and_keeps_checkpoint(tmp_path) -> Non
                 progress=False)
     blob = load_checkpoint(tmp_path / "checkpoint.pt")
     assert blob["step"] == 2  # the last good checkpoint, untouched by the failed step
-    assert all(math.isfinite(v) for v in blob["history"]["fq"])
+    assert all(math.isfinite(v) for v in blob["history"]["f_q"])
 
 
 def test_estimator_error_bars_cover_exact_gaussian() -> None:
@@ -171,7 +185,7 @@ def test_flow_mh_is_exact_for_ising_l4_with_an_undertrained_flow() -> None:
     energy = IsingRelaxed(4, ISING_TC)
     d = Distiller(energy, neural_rg(L=4), DistillConfig(z2_symmetric=True, lr=5e-3, steps=300))
     d.run(progress=False)
-    assert d.history["fq"][-1] > -energy.temperature * energy.log_z() + 0.2  # visibly not converged
+    assert d.history["f_q"][-1] > -energy.temperature * energy.log_z() + 0.2  # visibly not converged
     pyro.set_rng_seed(1)
     res = flow_mh(energy, d.guide.distribution(latent_scale=1.3), num_walkers=256, num_samples=300, warmup_steps=50)
     assert 0.1 < res.acceptance_rate < 0.9
@@ -257,7 +271,7 @@ def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
         d = Distiller(energy, _small_flow(), cfg)
         rec = d.train_step()
         norms[gradient] = rec["grad_norm"]
-        assert abs(rec["fq"] - (-energy.log_z())) < 5 * rec["fq_err"] + 1e-9
+        assert abs(rec["f_q"] - (-energy.log_z())) < 5 * rec["f_q_err"] + 1e-9
     assert norms["path"] < 1e-6
     assert norms["reparam"] > 1e-3
 
@@ -265,7 +279,7 @@ def test_path_gradient_vanishes_at_the_target_while_reparam_does_not() -> None:
 def test_path_gradient_trains() -> None:
     energy = IsingRelaxed(4, 3.0)
     res = distill(energy, _small_flow(), steps=60, batch_size=128, lr=5e-3, path_gradient=True, progress=False)
-    assert res.history["fq"][-1] < res.history["fq"][0] - 5
+    assert res.history["f_q"][-1] < res.history["f_q"][0] - 5
 
 
 def test_importance_observables_shapes_and_plain_mean() -> None:

@@ -45,9 +45,9 @@ def test_two_gloo_processes_match_one_process_with_two_shards(tmp_path: Path) ->
     ddp_hist = json.loads((tmp_path / "history.json").read_text())
     single = _make(None, shards=2)
     single.run(progress=False)
-    assert len(ddp_hist["fq"]) == STEPS
-    for a, b in zip(ddp_hist["fq"], single.history["fq"], strict=True):
-        assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (ddp_hist["fq"], single.history["fq"])
+    assert len(ddp_hist["f_q"]) == STEPS
+    for a, b in zip(ddp_hist["f_q"], single.history["f_q"], strict=True):
+        assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (ddp_hist["f_q"], single.history["f_q"])
     ddp_state = torch.load(tmp_path / "flow.pt", weights_only=True)
     for k, v in single.flow.state_dict().items():
         assert torch.allclose(ddp_state[k], v, atol=1e-5), k
@@ -58,7 +58,7 @@ def test_two_gloo_processes_match_one_process_with_two_shards(tmp_path: Path) ->
     resumed.run(progress=False)
     longer = _make(None, shards=2, steps=STEPS + 3)
     longer.run(progress=False)
-    for a, b in zip(resumed.history["fq"], longer.history["fq"], strict=True):
+    for a, b in zip(resumed.history["f_q"], longer.history["f_q"], strict=True):
         assert abs(a - b) < 1e-4 * max(1.0, abs(b))
 
 
@@ -66,7 +66,7 @@ def test_one_shard_is_the_plain_run_and_shards_double_the_batch() -> None:
     d = _make(None, shards=2)
     rec = d.train_step()
     assert len(d.elbo.last_log_weights) == BATCH  # per shard
-    assert rec["fq"] < 0
+    assert rec["f_q"] < 0
 
 
 def _draw(n: int) -> list[float]:

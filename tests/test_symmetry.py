@@ -104,7 +104,7 @@ def test_training_with_translations_lowers_fq_and_flow_mh_stays_exact() -> None:
     d = Distiller(energy, neural_rg(L=4), DistillConfig(steps=120, batch_size=128, lr=5e-3, path_gradient=True,
                                                        translations=2))
     d.run(progress=False)
-    assert d.history["fq"][-1] < d.history["fq"][0] - 10
+    assert d.history["f_q"][-1] < d.history["f_q"][0] - 10
     q = d.guide.distribution()
     assert isinstance(q, LatticeSymmetrized) and q.num_maps == 4
     res = flow_mh(energy, q, num_walkers=256, num_samples=200, warmup_steps=20)

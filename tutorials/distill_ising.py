@@ -60,7 +60,7 @@ print(f"walkers + flow jumps      <m^2> = {walk_m2['mean']:.4f} ± {walk_m2['mcs
 F = -energy.temperature * energy.log_z()
 h = result.history
 fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.semilogy(h["step"], [max(abs(f - F) / abs(F), 1e-6) for f in h["fq"]], lw=0.7)
+ax.semilogy(h["step"], [max(abs(f - F) / abs(F), 1e-6) for f in h["f_q"]], lw=0.7)
 ax.set(xlabel="step", ylabel="$(F_q - F)/|F|$", title="NeuralRG distillation, Ising L=8 at $T_c$")
 fig.tight_layout()
 fig.savefig(out / "distill_ising.png", dpi=120)

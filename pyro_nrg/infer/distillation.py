@@ -14,7 +14,7 @@ Example:
     >>> from pyro_nrg.energies import IsingRelaxed, ISING_TC
     >>> from pyro_nrg.flows import neural_rg
     >>> result = distill(IsingRelaxed(4, ISING_TC), neural_rg(L=4), steps=20, batch_size=64, progress=False)
-    >>> result.history["fq"][-1] < result.history["fq"][0]
+    >>> result.history["f_q"][-1] < result.history["f_q"][0]
     True
 """
 
@@ -67,7 +67,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "pyro_nrg.distill/1"
-HISTORY_KEYS = ("step", "fq", "fq_err", "loss", "lr", "grad_norm", "seconds")
+HISTORY_KEYS = ("step", "f_q", "f_q_err", "loss", "lr", "grad_norm", "seconds")
+#: names of history keys in checkpoints written before version 0.1.0 named every estimate f_q / f_q_err
+LEGACY_HISTORY_KEYS = {"f_q": "fq", "f_q_err": "fq_err"}
 CHECKPOINT_KEYS = ("step", "flow", "optimizer", "scheduler", "rng_torch", "history", "config")
 
 
@@ -336,8 +338,8 @@ class Distiller:
         self.step += 1
         record = {
             "step": float(self.step),
-            "fq": fq,
-            "fq_err": T * lw.std().item() / math.sqrt(lw.numel()),
+            "f_q": fq,
+            "f_q_err": T * lw.std().item() / math.sqrt(lw.numel()),
             "loss": float(loss.detach()),
             "lr": float(lr),
             "grad_norm": grad_norm,
@@ -350,9 +352,9 @@ class Distiller:
         return record
 
     def _check_fq(self, fq: float, T: float) -> None:
-        """Raise if ``fq`` is far above the running median of the last steps' F_q (a finite blow-up)."""
+        """Raise if this step's F_q ``fq`` is far above the running median of the last steps' (a finite blow-up)."""
         factor = self.config.divergence_factor
-        recent = self.history["fq"][-int(self.config.divergence_window):]
+        recent = self.history["f_q"][-int(self.config.divergence_window):]
         if factor is None or not recent:
             return
         med = statistics.median(recent)
@@ -459,7 +461,7 @@ class Distiller:
             while self.step < target:
                 record = self.train_step()
                 bar.update(1)
-                bar.set_postfix(fq=f"{record['fq']:.4f}", lr=f"{record['lr']:.1e}")
+                bar.set_postfix(f_q=f"{record['f_q']:.4f}", lr=f"{record['lr']:.1e}")
                 self._append_metrics(record)
                 try:
                     stop = any(bool(cb(self, record)) for cb in callbacks)
@@ -590,7 +592,8 @@ class Distiller:
                 self.shard_rng = [t.clone() for t in saved]
             else:  # another number of shards: fresh, deterministic streams for the remaining steps
                 self.shard_rng = [self._fresh_shard_state(k, self.step) for k in range(len(self.shard_rng))]
-        self.history = {k: list(blob["history"].get(k, [])) for k in HISTORY_KEYS}
+        old = blob["history"]
+        self.history = {k: list(old.get(k, old.get(LEGACY_HISTORY_KEYS.get(k, k), []))) for k in HISTORY_KEYS}
         if self.checkpoint_dir is not None and self.rank == 0:  # metrics after the checkpoint are replayed
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             with open(self.checkpoint_dir / "metrics.jsonl", "w") as fh:
@@ -753,7 +756,7 @@ def distill(
         **config_overrides: other :class:`DistillConfig` fields (``z2_symmetric``, ``schedule``, ``seed``...).
 
     Returns:
-        :class:`DistillResult` with ``history`` (``step, fq, fq_err, loss, lr, grad_norm, seconds`` per step).
+        :class:`DistillResult` with ``history`` (``step, f_q, f_q_err, loss, lr, grad_norm, seconds`` per step).
 
     Raises:
         TrainingDivergedError: NaN/inf loss or gradient, a finite blow-up of F_q, or a gradient norm beyond

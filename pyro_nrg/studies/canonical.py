@@ -79,7 +79,7 @@ def run_canonical_study(opts: ChainStudyConfig | RingStudyConfig, run: RunFolder
     bar.close()
     train_s = time.perf_counter() - t0
     for i, (f, e) in enumerate(zip(hist.f_q, hist.f_q_err, strict=True)):
-        run.append_jsonl("metrics.jsonl", {"step": i + 1, "fq": f, "fq_err": e, "lr": hist.lr[i]})
+        run.append_jsonl("metrics.jsonl", {"step": i + 1, "f_q": f, "f_q_err": e, "lr": hist.lr[i]})
     atomic_torch_save({"model": model.state_dict(), "options": {k: str(v) for k, v in opts.to_dict().items()}},
                       run.file("model.pt"))
     F = float(H.free_energy())
@@ -92,7 +92,7 @@ def run_canonical_study(opts: ChainStudyConfig | RingStudyConfig, run: RunFolder
         ("importance-sampled F", fmt_value(est.f_is, est.f_is_err), fmt_value(F), fmt_rel(est.f_is, F, est.f_is_err)),
         ("ESS/N, PSIS k-hat", f"{est.ess_fraction:.3f}, {est.khat:.2f}", "", ""),
     ]
-    history = {"step": list(range(1, len(hist.f_q) + 1)), "fq": hist.f_q}
+    history = {"step": list(range(1, len(hist.f_q) + 1)), "f_q": hist.f_q}
     figs = [("Free energy during training", run.save_figure("training.png", plotting.plot_training(history, (), F)),
              "Per-step variational free energy F_q and its running mean against the exact F; right: relative error.")]
     if opts.study == "chain":

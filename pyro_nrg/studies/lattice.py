@@ -227,7 +227,7 @@ def train(config: LatticeStudyConfig, setup: LatticeSetup, run: RunFolder | None
         if rank != 0 or (d.step % check_every and d.step != d.config.steps):
             return
         est = d.estimate(2048)
-        c = {"step": d.step, "fq": est.f_q, "fq_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+        c = {"step": d.step, "f_q": est.f_q, "f_q_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
              "ess_fraction": est.ess_fraction, "khat": est.khat}
         checks.append(c)
         assert run is not None
