@@ -68,7 +68,7 @@ def train(L: int, T: float, budget_s: float, batch: int, lr: float, seed: int = 
     out = {
         "L": L, "T": T, "steps": d.step, "batch": batch, "lr": lr, "train_seconds": wall,
         "step_seconds_median": sorted(d.history["seconds"])[len(d.history["seconds"]) // 2],
-        "fq": est.f_q, "fq_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
+        "f_q": est.f_q, "f_q_err": est.f_q_err, "f_is": est.f_is, "f_is_err": est.f_is_err,
         "f_exact_relaxed": -T * energy.log_z(), "f_exact_ising": f_ising,
         "fq_rel_err": est.f_q_rel_err, "is_rel_err": est.is_rel_err, "is_sigma": est.is_sigma,
         "is_sigma_rel": est.f_is_err / abs(est.f_is),

@@ -130,7 +130,7 @@ def test_training_over_temperatures_lowers_the_loss_and_resumes_bit_exactly(tmp_
     pyro.set_rng_seed(0)
     resumed = distill_temperatures(energy_at, _flow(), temperatures=temps, checkpoint_dir=tmp_path / "b",
                                    resume=True, **cfg)
-    assert resumed.history["fq"] == full.history["fq"]
+    assert resumed.history["f_q"] == full.history["f_q"]
     for (name, p1), (_, p2) in zip(full.distiller.flow.state_dict().items(),
                                    resumed.distiller.flow.state_dict().items(), strict=True):
         assert torch.equal(p1, p2), name
@@ -141,7 +141,7 @@ def test_training_over_temperatures_lowers_the_loss_and_resumes_bit_exactly(tmp_
     d = ConditionalDistiller(energy_at, _flow(), DistillConfig(steps=60, batch_size=64, lr=1e-2), temps)
     d.run(progress=False)
     assert len(d.last_group_fq) == 4 and len(d.last_temperatures) == 4
-    assert np.mean(d.history["fq"][-10:]) < np.mean(d.history["fq"][:10])
+    assert np.mean(d.history["f_q"][-10:]) < np.mean(d.history["f_q"][:10])
     est = d.estimate(1024, temperature=2.2)
     assert est.temperature == pytest.approx(2.2) and est.f_q_rel_err > -1e-3
     assert estimate_at(d.distribution(), IsingRelaxed(4, 2.9), 512, seed=1).f_q_rel_err > -1e-3

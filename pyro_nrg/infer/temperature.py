@@ -15,7 +15,7 @@ left out of any step); ``"grid"`` uses the same :math:`G` inverse temperatures, 
 every step. The draws come from torch's RNG, which checkpoints save, so a resumed run continues bit-exactly.
 
 :class:`ConditionalDistiller` is a :class:`~pyro_nrg.infer.Distiller` (same optimiser, schedule, clipping,
-divergence checks, checkpoints and resume, path gradients, the :math:`Z_2` mixture); its history's ``fq`` is the
+divergence checks, checkpoints and resume, path gradients, the :math:`Z_2` mixture); its history's ``f_q`` is the
 batch mean of :math:`T_i(\beta_i E(x_i) + \ln q(x_i\mid T_i))`, the mean of the groups' variational free energies.
 """
 
@@ -102,7 +102,7 @@ class ConditionalDistiller(Distiller):
         >>> from pyro_nrg.flows import conditional_neural_rg
         >>> flow = conditional_neural_rg(L=4, hidden=8, t_min=2.0, t_max=3.0)
         >>> d = ConditionalDistiller(functools.partial(IsingRelaxed, 4), flow, DistillConfig(steps=5, batch_size=32))
-        >>> len(d.run(progress=False)["fq"])
+        >>> len(d.run(progress=False)["f_q"])
         5
     """
 
