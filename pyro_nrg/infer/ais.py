@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,49 @@ def _schedule(spec: str | Sequence[float] | torch.Tensor, K: int) -> torch.Tenso
     if b.numel() < 2 or b[0] != 0.0 or b[-1] != 1.0 or bool((b[1:] < b[:-1]).any()):
         raise ValueError(f"an explicit schedule must rise from 0 to 1 (non-decreasing), got {b.tolist()}")
     return b
+
+
+LogWeight = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _pilot_step_size(log_w: LogWeight, z0: torch.Tensor, red: tuple[int, ...], iterations: int, num_leapfrog: int,
+                     target_accept_prob: float) -> tuple[float, int]:
+    r"""Dual-averaging step size on the final target :math:`\tfrac12|z|^2 - \ln w(z)` from independent particles
+    ``z0``, and the gradients each pilot particle spent."""
+
+    def pilot_potential(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lw, _ = log_w(z)
+        return 0.5 * z.square().sum(red) - lw, z
+
+    pilot = hmc_walkers(pilot_potential, z0, num_samples=1, warmup_steps=iterations, step_size=0.2,
+                        num_steps=num_leapfrog, adapt_step_size=True, target_accept_prob=target_accept_prob,
+                        keep_samples=False)
+    return float(pilot["step_size"]), int(pilot["warmup_grad_evals"]) + num_leapfrog
+
+
+def _anneal(log_w: LogWeight, z: torch.Tensor, betas: torch.Tensor, red: tuple[int, ...], eps: float,
+            hmc_iterations: int, num_leapfrog: int, acc_sum: torch.Tensor, bar: Any) -> tuple[torch.Tensor, Any]:
+    r"""One batch of AIS particles from :math:`z \sim \mathcal N` along ``betas``: :math:`\ln W` (float64) and the
+    final configurations; adds each temperature's summed acceptance to ``acc_sum``."""
+    lw, glw, x = value_and_grad(log_w, z)
+    check_start(z, lw, "annealed_importance_sampling")
+    logW = torch.zeros(z.shape[0], dtype=torch.float64)
+    for k in range(1, betas.numel()):
+        b = float(betas[k])
+        logW += (b - float(betas[k - 1])) * lw.to(torch.float64)
+        if hmc_iterations == 0:
+            continue
+
+        def u_grad(v: torch.Tensor, b: float = b) -> tuple[torch.Tensor, torch.Tensor, Any]:
+            lwv, gv, xv = value_and_grad(log_w, v)
+            return 0.5 * v.square().sum(red) - b * lwv, v - b * gv, (lwv, gv, xv)
+
+        u, g = 0.5 * z.square().sum(red) - b * lw, z - b * glw
+        for _ in range(hmc_iterations):
+            z, u, g, (lw, glw, x), acc, _, _, _ = hmc_step(u_grad, z, u, g, (lw, glw, x), eps, num_leapfrog)
+            acc_sum[k - 1] += acc.sum() / hmc_iterations
+        bar.update(1)
+    return logW, x
 
 
 @dataclass
@@ -216,20 +259,9 @@ def annealed_importance_sampling(
                 lw = lw + sector.log_weight(x)
             return lw, x
 
-        def lw_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            return value_and_grad(log_w, z)
-
         if step_size is None:  # tune on the final target with independent particles: the estimate stays unbiased
-
-            def pilot_potential(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                lw, _ = log_w(z)
-                return 0.5 * z.square().sum(red) - lw, z
-
-            pilot = hmc_walkers(pilot_potential, torch.randn(pilot_particles, *fes, dtype=dtype), num_samples=1,
-                                warmup_steps=pilot_iterations, step_size=0.2, num_steps=num_leapfrog,
-                                adapt_step_size=True, target_accept_prob=target_accept_prob, keep_samples=False)
-            eps = float(pilot["step_size"])
-            pilot_grads = int(pilot["warmup_grad_evals"]) + num_leapfrog
+            eps, pilot_grads = _pilot_step_size(log_w, torch.randn(pilot_particles, *fes, dtype=dtype), red,
+                                                pilot_iterations, num_leapfrog, target_accept_prob)
         else:
             eps, pilot_grads = float(step_size), 0
 
@@ -240,25 +272,8 @@ def annealed_importance_sampling(
         while left > 0:
             n = min(batch_size, left)
             left -= n
-            z = torch.randn(n, *fes, dtype=dtype)
-            lw, glw, x = lw_grad(z)
-            check_start(z, lw, "annealed_importance_sampling")
-            logW = torch.zeros(n, dtype=torch.float64)
-            for k in range(1, K + 1):
-                b = float(betas[k])
-                logW += (b - float(betas[k - 1])) * lw.to(torch.float64)
-                if hmc_iterations == 0:
-                    continue
-
-                def u_grad(v: torch.Tensor, b: float = b) -> tuple[torch.Tensor, torch.Tensor, Any]:
-                    lwv, gv, xv = lw_grad(v)
-                    return 0.5 * v.square().sum(red) - b * lwv, v - b * gv, (lwv, gv, xv)
-
-                u, g = 0.5 * z.square().sum(red) - b * lw, z - b * glw
-                for _ in range(hmc_iterations):
-                    z, u, g, (lw, glw, x), acc, _, _, _ = hmc_step(u_grad, z, u, g, (lw, glw, x), eps, num_leapfrog)
-                    acc_sum[k - 1] += acc.sum() / hmc_iterations
-                bar.update(1)
+            logW, x = _anneal(log_w, torch.randn(n, *fes, dtype=dtype), betas, red, eps, hmc_iterations,
+                              num_leapfrog, acc_sum, bar)
             all_lw.append(logW)
             if keep_samples:
                 all_x.append(x)
