@@ -26,8 +26,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
+import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,31 +105,235 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-@section("flops", "FLOP rate of the default flow (eager path) against a flow-sized matmul, one thread")
-def flops_section(args: argparse.Namespace) -> SectionResult:
-    from pyro_nrg.energies import ISING_TC, IsingRelaxed
-    from pyro_nrg.flows import neural_rg
+FLOW_CASES = {  # the two flows of the issue: the default flow at L=16, and the free-energy recipe's flow at L=8
+    16: {"batch": 1024, "flow_kw": {}},
+    8: {"batch": 128, "flow_kw": {"repeats": 3, "activation": "silu"}},
+}
 
-    rate_mm, t_mm = matmul_rate()
-    L, B = (8, 256) if args.quick else (16, 1024)
-    flow, energy = neural_rg(L=L), IsingRelaxed(L, ISING_TC)
+
+def _flow_case(L: int, quick: bool) -> tuple[Any, int]:
+    """A recipe distiller for the flow case ``L`` and its batch (``quick``: batch / 4)."""
+    from recipes import distiller
+
+    case = FLOW_CASES[L]
+    batch = case["batch"] // 4 if quick else case["batch"]
+    return distiller(L, steps=10**6, batch_size=batch, **case["flow_kw"]), batch
+
+
+def _sample_and_score(d: Any, batch: int) -> Callable[[], torch.Tensor]:
+    r"""z ~ N(0, I), x = g(z), ln q(x) and beta E(x) (no gradient): one step of flow sampling with its weights."""
+    L = d.flow.L
 
     @torch.no_grad()
-    def sample_and_score() -> torch.Tensor:
-        z = torch.randn(B, L, L)
-        x, ldj = flow.forward_and_log_det(z)
-        return -0.5 * z.square().sum((-2, -1)) - ldj + energy.action(x)
+    def run() -> torch.Tensor:
+        z = torch.randn(batch, L, L)
+        x, ldj = d.flow.forward_and_log_det(z)
+        return -0.5 * z.square().sum((-2, -1)) - ldj + d.energy.action(x)
 
-    t, _ = median_time(sample_and_score, 5 if args.quick else 9)
-    n = count_flops(sample_and_score)
-    rate = n / t / 1e9
-    print(table([("matmul 65536x32 @ 32x32", f"{t_mm * 1e3:.2f}", f"{rate_mm:.1f}"),
-                 (f"flow sample+score L={L} batch {B}", f"{t * 1e3:.1f}", f"{rate:.1f}")],
-                ("what", "ms", "GFLOP/s")))
-    figures = {"matmul_gflops": rate_mm, "matmul_seconds": t_mm, "sample_score_gflops": rate, "sample_score_flops": n,
-               "sample_score_seconds": t}
-    return {"L": L, "batch": B, "threads": torch.get_num_threads()}, figures, {
-        "flow_flop_fraction_of_matmul": rate / rate_mm}
+    return run
+
+
+def flow_timings(L: int, quick: bool) -> dict[str, Any]:
+    """Eager and fast path of one flow side by side, interleaved (eager, fast, eager, fast...), same process:
+    sample-and-score and the recipe's training step (Z2 mixture, path gradient, Adam), medians; plus the compile
+    time, the largest difference of the two paths on the same z, and the FLOPs of one call (eager path)."""
+    from pyro_nrg.transforms import set_fast_path
+
+    d, batch = _flow_case(L, quick)
+    ss = _sample_and_score(d, batch)
+    z = torch.randn(8, L, L)
+    set_fast_path(d.flow, False)
+    with torch.no_grad():
+        x0, l0 = d.flow.forward_and_log_det(z)
+    n_ss, n_step = count_flops(ss), count_flops(d.train_step)
+    set_fast_path(d.flow, True)
+    t0 = time.perf_counter()
+    ss()
+    d.train_step()
+    d.train_step()
+    compile_s = time.perf_counter() - t0
+    with torch.no_grad():
+        x1, l1 = d.flow.forward_and_log_det(z)
+    times: dict[str, list[float]] = {"eager_ss": [], "fast_ss": [], "eager_step": [], "fast_step": []}
+    rounds = 2 if quick else 4
+    for _ in range(rounds):
+        for mode in ("eager", "fast"):
+            set_fast_path(d.flow, mode == "fast")
+            times[f"{mode}_ss"] += median_time(ss, 3 if quick else 5, warmup=1)[1]
+            times[f"{mode}_step"] += median_time(d.train_step, 2 if quick else 4, warmup=1)[1]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"L": L, "batch": batch, "flow": d.flow.config, "compile_and_first_steps_s": compile_s,
+            "max_abs_diff_x": float((x1 - x0).abs().max()), "max_abs_diff_logdet": float((l1 - l0).abs().max()),
+            "flops_sample_score": n_ss, "flops_train_step": n_step, "seconds": med, "all_seconds": times,
+            "speedup_sample_score": med["eager_ss"] / med["fast_ss"],
+            "speedup_train_step": med["eager_step"] / med["fast_step"],
+            "gflops": {k: (n_ss if k.endswith("ss") else n_step) / v / 1e9 for k, v in med.items()}}
+
+
+def _print_flow(r: dict[str, Any], rate_mm: float | None = None) -> None:
+    rows = []
+    for what in ("ss", "step"):
+        for mode in ("eager", "fast"):
+            k = f"{mode}_{what}"
+            g = r["gflops"][k]
+            rows.append((("sample+score" if what == "ss" else "training step"), mode, f"{r['seconds'][k] * 1e3:.1f}",
+                         f"{g:.1f}", f"{g / rate_mm:.2f}" if rate_mm else "-"))
+    print(f"L={r['L']} batch {r['batch']} ({r['flow']['repeats']} repeats, {r['flow']['activation']}): compile + first "
+          f"steps {r['compile_and_first_steps_s']:.1f} s; fast - eager: |dx| {r['max_abs_diff_x']:.1e}, "
+          f"|d logdet| {r['max_abs_diff_logdet']:.1e}")
+    print(table(rows, ("what", "path", "ms", "GFLOP/s", "of matmul")))
+    print(f"speed-up fast / eager: sample+score {r['speedup_sample_score']:.2f}x, "
+          f"training step {r['speedup_train_step']:.2f}x")
+
+
+def _speedup_section(L: int) -> Section:
+    def run(args: argparse.Namespace) -> SectionResult:
+        r = flow_timings(L, args.quick)
+        _print_flow(r)
+        return {"L": L, "batch": r["batch"], "threads": torch.get_num_threads()}, r, {
+            f"flow_speedup_L{L}": min(r["speedup_sample_score"], r["speedup_train_step"]),
+            f"flow_speedup_L{L}_sample_score": r["speedup_sample_score"],
+            f"flow_speedup_L{L}_train_step": r["speedup_train_step"]}
+
+    return run
+
+
+section("flow_speedup_L8", "fast vs eager path at L=8 (repeats=3, SiLU, batch 128): sample+score and training step")(
+    _speedup_section(8))
+section("flow_speedup_L16", "fast vs eager path at L=16 (default flow, batch 1024): sample+score and training step")(
+    _speedup_section(16))
+
+
+@section("flops", "FLOP rate of the flow (eager and fast path) against a flow-sized matmul, same thread")
+def flops_section(args: argparse.Namespace) -> SectionResult:
+    rate_mm, t_mm = matmul_rate()
+    out: dict[str, Any] = {"matmul_gflops": rate_mm, "matmul_seconds": t_mm}
+    fractions = {}
+    for L in (16, 8):
+        r = flow_timings(L, args.quick)
+        _print_flow(r, rate_mm)
+        out[f"L{L}"] = r
+        fractions.update({f"L{L}_{k}": v / rate_mm for k, v in r["gflops"].items()})
+    rate_mm_after, _ = matmul_rate()
+    out["matmul_gflops_after"] = rate_mm_after
+    print(f"matmul 65536x32 @ 32x32: {rate_mm:.1f} GFLOP/s before, {rate_mm_after:.1f} after")
+    out["fractions"] = fractions
+    return {"threads": torch.get_num_threads(), "flops": "torch.utils.flop_counter on the eager path (matmuls)"}, \
+        out, {"flow_flop_fraction_of_matmul": fractions["L16_fast_step"],
+              "flow_flop_fraction_of_matmul_all": fractions}
+
+
+# --- time to accuracy ----------------------------------------------------------------------------------------------
+
+TTA_CASES = {  # the issue's budgets; flow and batch: docs/physics.md, "Speed"
+    "fq_L8_15min": {"L": 8, "budget": 900.0, "batch": 128, "key": "L8_fq_rel_err_15min"},
+    "fq_L16_30min": {"L": 16, "budget": 1800.0, "batch": 128, "key": "L16_fq_rel_err_30min"},
+    "fq_L32_60min": {"L": 32, "budget": 3600.0, "batch": 128, "key": "L32_fq_rel_err_60min"},
+}
+TTA_FLOW = {"repeats": 3, "activation": "silu"}
+
+
+def _eval_times(budget: float) -> list[float]:
+    """Training seconds at which the curve is evaluated: 30 s, doubling, then every budget/15."""
+    pts, t = [], 30.0
+    while t < budget / 15:
+        pts.append(t)
+        t *= 2
+    step = budget / 15
+    pts += [step * k for k in range(1, 16)]
+    return sorted(set(pts))
+
+
+def time_to_accuracy(args: argparse.Namespace, name: str) -> SectionResult:
+    """Train the recipe for the wall-time budget (schedule on elapsed time), evaluating F_q at fixed training times
+    (clock paused while evaluating and checkpointing); resumable from ``--run-dir``; publishes as it goes."""
+    from recipes import distiller
+
+    from pyro_nrg.infer import TimeBudget
+    from pyro_nrg.transforms import set_fast_path
+
+    case = TTA_CASES[name]
+    L, budget, batch = case["L"], case["budget"], case["batch"]
+    n_eval, n_final = 4096, 16384
+    if args.quick:
+        L, budget, batch, n_eval, n_final = min(L, 8), 20.0, 64, 512, 1024
+    run_dir = Path(args.run_dir) / (name + ("_quick" if args.quick else ""))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    d = distiller(L, steps=10**6, batch_size=batch, **TTA_FLOW)
+    set_fast_path(d.flow, not args.eager)
+    curve_path, ckpt = run_dir / "curve.json", run_dir / "checkpoint.pt"
+    curve: dict[str, Any] = {"points": [], "train_seconds": 0.0}
+    if curve_path.is_file() and ckpt.is_file():
+        curve = json.loads(curve_path.read_text())
+        d.load_checkpoint(ckpt)
+        print(f"resumed at step {d.step}, {curve['train_seconds']:.0f} s of training", flush=True)
+    exact_f = -d.energy.temperature * d.energy.log_z()
+    settings = {"L": L, "budget_s": budget, "batch": batch, "flow": d.flow.config, "fast": not args.eager,
+                "lr": d.config.lr, "n_eval": n_eval, "n_final": n_final, "exact_F": exact_f,
+                "clock": "training time only: evaluations and checkpoints pause it; compile time counts"}
+    clock = TimeBudget(budget).start()
+    assert clock.t0 is not None
+    clock.t0 -= curve["train_seconds"]
+    due = [t for t in _eval_times(budget) if t > curve["train_seconds"]]
+
+    def figures() -> dict[str, Any]:
+        return {"curve": curve["points"], "final": curve.get("final"), "steps": d.step}
+
+    def evaluate(distiller_: Any, record: dict[str, float]) -> bool:
+        if not due or clock.elapsed < due[0]:
+            return False
+        while due and clock.elapsed >= due[0]:
+            due.pop(0)
+        t_train = clock.elapsed
+        t0 = time.perf_counter()
+        est = d.estimate(n_eval, float64=False)
+        curve["points"].append({"train_seconds": t_train, "step": d.step, "fq": est.f_q, "fq_err": est.f_q_err,
+                                "fq_rel_err": est.f_q_rel_err, "fq_err_rel": est.f_q_err / abs(exact_f),
+                                "lr": record["lr"]})
+        curve["train_seconds"] = t_train
+        d.save_checkpoint(ckpt)
+        curve_path.write_text(json.dumps(curve))
+        publish(result_name(args.quick), name, settings, figures(), {})
+        print(f"  {t_train:7.0f} s  step {d.step:6d}  F_q rel err {est.f_q_rel_err:.3e} "
+              f"(+- {est.f_q_err / abs(exact_f):.1e})", flush=True)
+        clock.t0 += time.perf_counter() - t0  # the evaluation does not count as training time
+        return False
+
+    if curve.get("final") is None:
+        d.run(callbacks=[evaluate, clock], progress=False)
+        curve["train_seconds"] = min(clock.elapsed, budget)
+        est = d.estimate(n_final)  # float64
+        curve["final"] = {"train_seconds": curve["train_seconds"], "step": d.step, "fq": est.f_q,
+                          "fq_err": est.f_q_err, "fq_rel_err": est.f_q_rel_err, "is_rel_err": est.is_rel_err,
+                          "ess_fraction": est.ess_fraction}
+        d.save_checkpoint(ckpt)
+        curve_path.write_text(json.dumps(curve))
+    final = curve["final"]
+    print(f"{name}: F_q rel err {final['fq_rel_err']:.3e} after {final['train_seconds']:.0f} s, {final['step']} steps")
+    return settings, figures(), {case["key"]: final["fq_rel_err"], f"{case['key']}_steps": final["step"]}
+
+
+for _name, _case in TTA_CASES.items():
+    section(_name, f"F_q vs training time at L={_case['L']} for {_case['budget'] / 60:.0f} min (resumable)",
+            long=True)(lambda args, _n=_name: time_to_accuracy(args, _n))
+
+
+@section("figure", "F_q relative error vs training time for L=8/16/32 from the stored curves (png)")
+def figure_section(args: argparse.Namespace) -> SectionResult:
+    from pyro_nrg.plotting import plot_time_to_accuracy
+
+    blob = read_result(SCRIPT, result_name(args.quick)) if result_path(result_name(args.quick), SCRIPT).is_file() \
+        else {}
+    curves = {}
+    for name, case in TTA_CASES.items():
+        fig = blob.get("figures", {}).get(name)
+        if fig and fig.get("curve"):
+            curves[f"L={case['L']}"] = fig["curve"]
+    fig = plot_time_to_accuracy(curves, targets={"L=16": (1800.0, 1.5e-3), "L=32": (3600.0, 3e-3)})
+    path = result_path(result_name(args.quick), SCRIPT).with_name(("quick_" if args.quick else "") + "fq_vs_time.png")
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+    return {}, {"png": path.name, "curves": sorted(curves)}, {}
 
 
 # --- command line -------------------------------------------------------------------------------------------------
@@ -138,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--list", action="store_true", help="list the sections and exit")
     ap.add_argument("--quick", action="store_true", help="CI-sized figures, written to speed_quick.json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--eager", action="store_true", help="time-to-accuracy sections on the eager path")
+    ap.add_argument("--run-dir", default="runs/speed", help="checkpoints and curves of the time-to-accuracy sections")
     args = ap.parse_args(argv)
     if args.list:
         for name, (_, help, long) in SECTIONS.items():

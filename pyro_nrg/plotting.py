@@ -39,6 +39,7 @@ __all__ = [
     "plot_field_posteriors",
     "plot_efficiency",
     "plot_training",
+    "plot_time_to_accuracy",
     "plot_observable_traces",
     "plot_configurations",
     "plot_renormalized_variables",
@@ -241,6 +242,43 @@ def plot_training(
         axr.legend(fontsize=8)
     else:
         axr.axis("off")
+    return fig
+
+
+def plot_time_to_accuracy(
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    targets: Mapping[str, tuple[float, float]] | None = None,
+) -> Any:
+    r"""Relative error of the variational free energy against training time, one line per curve (log-log).
+
+    The exact value is the zero of the error: :math:`(F_q - F)/|F|` with :math:`F` exact (Kaufman's solution for
+    the relaxed Ising model); the shaded band is one standard error of each :math:`F_q` estimate.
+
+    Args:
+        curves: label -> points ``{"train_seconds", "fq_rel_err"}`` (optionally ``"fq_err_rel"``, the standard
+            error of :math:`F_q` over :math:`|F|`, drawn as a band).
+        targets: label -> ``(seconds, relative error)`` drawn as a marker (a target to reach by that time).
+
+    Returns:
+        The figure.
+    """
+    fig = _figure((6.5, 4.2))
+    ax = fig.subplots()
+    for i, (label, pts) in enumerate(curves.items()):
+        color = f"C{i}"
+        t = np.asarray([p["train_seconds"] for p in pts], dtype=float)
+        r = np.asarray([p["fq_rel_err"] for p in pts], dtype=float)
+        ax.loglog(t, np.maximum(r, 1e-6), "o-", ms=3, color=color, label=label)
+        if pts and all("fq_err_rel" in p for p in pts):
+            err = np.asarray([p["fq_err_rel"] for p in pts], dtype=float)
+            ax.fill_between(t, np.maximum(r - err, 1e-6), r + err, color=color, alpha=0.2, lw=0)
+        if targets and label in targets:
+            ts, rt = targets[label]
+            ax.plot([ts], [rt], marker="*", ms=12, color=color, ls="none", label=f"target {label}")
+    ax.set(xlabel="training time (s, one core)", ylabel=r"$(F_q - F)/|F|$ (exact $F$ = 0)",
+           title="variational free energy vs training time")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
     return fig
 
 

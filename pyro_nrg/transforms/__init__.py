@@ -22,6 +22,7 @@ from .elementwise import (
     solve_increasing,
     tanh_sum,
 )
+from .fast import FastPathWarning, set_fast_path
 from .hierarchical import HierarchicalFlow, hierarchical_flow
 from .nets import MLP, ConditionalMLP
 from .symplectic import (
@@ -64,6 +65,8 @@ __all__ = [
     "half_partitions",
     "HierarchicalFlow",
     "hierarchical_flow",
+    "set_fast_path",
+    "FastPathWarning",
     "ElementwiseSpline",
     "OddTanhSum",
     "ConditionalOddTanhSum",

@@ -18,14 +18,17 @@ Shapes: input ``(*batch, d)``; the log-determinant has shape ``batch``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EventShapeError
 from .base import PairedTransformModule
 from .elementwise import invert_increasing, tanh_sum
+from .fast import kernel_call
 from .nets import MLP, ConditionalMLP
 
 __all__ = [
@@ -367,6 +370,134 @@ def masked_tanh_coupling(
     return MaskedTanhCoupling(net, cond, trans, n_terms=n_terms, scale_bound=scale_bound, odd=odd)
 
 
+# --- the fused kernel of a stack of affine couplings (the fast path) ---------------------------------------------
+
+_ACTIVATION_FNS: dict[type, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    nn.ELU: ("elu", F.elu), nn.ReLU: ("relu", F.relu), nn.Tanh: ("tanh", torch.tanh), nn.SiLU: ("silu", F.silu),
+    nn.Softplus: ("softplus", F.softplus), nn.GELU: ("gelu", F.gelu),
+}
+_DEFAULT_ACTIVATION = {nn.ELU: {"alpha": 1.0}, nn.Softplus: {"beta": 1.0, "threshold": 20.0},
+                       nn.GELU: {"approximate": "none"}}
+
+
+def _mlp_spec(net: nn.Module) -> tuple[Any, ...] | None:
+    """``(activation, ((in, out, bias), ...))`` of an :class:`MLP` with default activations, else ``None``."""
+    if not isinstance(net, MLP):
+        return None
+    layers = list(net)
+    linears, acts = layers[0::2], layers[1::2]
+    if not all(type(m) is nn.Linear for m in linears) or len(acts) != len(linears) - 1:
+        return None
+    kinds = {type(a) for a in acts}
+    if len(kinds) > 1 or (kinds and next(iter(kinds)) not in _ACTIVATION_FNS):
+        return None
+    for a in acts:
+        if any(getattr(a, k) != v for k, v in _DEFAULT_ACTIVATION.get(type(a), {}).items()):
+            return None
+    act = _ACTIVATION_FNS[next(iter(kinds))][0] if kinds else "none"
+    return act, tuple((m.in_features, m.out_features, m.bias is not None) for m in linears)
+
+
+def affine_stack_spec(stack: CouplingStack) -> tuple[Any, ...] | None:
+    """The structure of a stack of :class:`MaskedAffineCoupling` layers with :class:`MLP` hypernets, as a hashable
+    tuple that determines the fused kernel (``None`` if the stack has other parts: they run unfused)."""
+    spec = []
+    for part in stack.parts:
+        if type(part) is not MaskedAffineCoupling:
+            return None
+        net = _mlp_spec(part.hypernet)
+        if net is None:
+            return None
+        spec.append((tuple(part.cond.tolist()), tuple(part.trans.tolist()), part.additive, part.odd,
+                     part.fixed_scale_bound, net))
+    return (stack.parts[0].d, tuple(spec)) if spec else None
+
+
+def _affine_stack_params(stack: CouplingStack) -> list[torch.Tensor]:
+    """The tensors the fused kernel reads, in its order: per coupling the hypernet's weights and biases, then the
+    learned scale bound (if any)."""
+    out: list[torch.Tensor] = []
+    for part in stack.parts:
+        for m in list(part.hypernet)[0::2]:
+            out.append(m.weight)
+            if m.bias is not None:
+                out.append(m.bias)
+        if not part.additive and part.fixed_scale_bound is None:
+            out.append(part.scale_bound)
+    return out
+
+
+def _make_affine_stack_kernel(spec: tuple[Any, ...], inverse: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    r"""A pure function ``(rows, *params) -> (out, ldj)`` computing what :meth:`CouplingStack.forward_and_log_det`
+    (or the inverse) computes for a stack of structure ``spec`` (:func:`affine_stack_spec`), written for the compiler:
+    ``rows`` ``(R, d)``, ``ldj`` ``(R,)``."""
+    d, couplings = spec
+
+    def kernel(rows: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the parameters of every coupling, in the stack's order
+        per_part, i = [], 0
+        for cond, trans, additive, odd, fixed, (act, linears) in couplings:
+            layer_params = []
+            for _, _, bias in linears:
+                layer_params.append((params[i], params[i + 1] if bias else None))
+                i += 2 if bias else 1
+            bound = None
+            if not additive and fixed is None:
+                bound, i = params[i], i + 1
+            per_part.append((layer_params, bound))
+        ldj = rows.new_zeros(rows.shape[0])
+        order = range(len(couplings) - 1, -1, -1) if inverse else range(len(couplings))
+        for k in order:
+            cond, trans, additive, odd, fixed, (act, linears) = couplings[k]
+            layer_params, bound = per_part[k]
+            act_fn = _activation(act) if len(linears) > 1 else None
+            u, v = rows[:, list(cond)], rows[:, list(trans)]
+
+            def net(h: torch.Tensor) -> torch.Tensor:
+                for j, (w, b) in enumerate(layer_params):
+                    if j == 0 and w.shape[1] <= 2:  # a matmul with K <= 2: element-wise, fused with the activation
+                        y = h[..., 0:1] * w[:, 0]
+                        for c in range(1, w.shape[1]):
+                            y = y + h[..., c:c + 1] * w[:, c]
+                        h = y if b is None else y + b
+                    else:
+                        h = F.linear(h, w, b)
+                    if act_fn is not None and j < len(layer_params) - 1:
+                        h = act_fn(h)
+                return h
+
+            n = len(trans)
+            if odd:
+                hp, hm = net(torch.stack([u, -u]))
+                if additive:
+                    s, t = None, 0.5 * (hp - hm)
+                else:
+                    s, t = 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
+            else:
+                h = net(u)
+                s, t = (None, h) if additive else (h[..., :n], h[..., n:])
+            if s is not None:
+                s = bound * torch.tanh(s) if fixed is None else fixed * torch.tanh(s / fixed)
+                ldj = ldj + s.sum(-1)
+                v = (v - t) * torch.exp(-s) if inverse else torch.addcmul(t, v, torch.exp(s))
+            else:
+                v = v - t if inverse else v + t
+            merge = [0] * d
+            for pos, site in enumerate((*cond, *trans)):
+                merge[site] = pos
+            rows = torch.cat([u, v], -1)[:, merge]
+        return rows, ldj
+
+    return kernel
+
+
+def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    for act_name, fn in _ACTIVATION_FNS.values():
+        if act_name == name:
+            return fn
+    raise KeyError(name)
+
+
 class CouplingStack(PairedTransformModule):
     """A sequence of block bijectors on the last dimension applied in order (latent → physical).
 
@@ -374,6 +505,10 @@ class CouplingStack(PairedTransformModule):
     :class:`~pyro_nrg.transforms.base.PairedTransformModule`, or a :class:`TransformBlock` wrapping a Pyro
     transform). Log-determinants add up. ``cache_size=0`` turns off Pyro's cache of the last ``(z, x)`` pair (for a
     stack that is differentiated through, as in a :class:`~pyro_nrg.transforms.PointTransformation`).
+
+    :meth:`fused_forward_and_log_det` / :meth:`fused_inverse_and_log_det` are the fast path (used by a fast
+    :class:`~pyro_nrg.transforms.HierarchicalFlow`): for a stack of affine couplings with MLP hypernets, one
+    compiled kernel per stack structure, shared by every stack of that structure; any other stack runs its parts.
     """
 
     def __init__(self, parts: Sequence[PairedTransformModule], cache_size: int = 1) -> None:
@@ -399,6 +534,26 @@ class CouplingStack(PairedTransformModule):
             x, ld = part.inverse_and_log_det(x) if context is None else part.inverse_and_log_det(x, context)
             ldj = ldj + ld
         return x, ldj
+
+    def _fused(self, v: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        spec = getattr(self, "_fused_spec", False)
+        if spec is False:  # computed once (the structure of a built stack does not change)
+            spec = affine_stack_spec(self)
+            object.__setattr__(self, "_fused_spec", spec)
+        if spec is None or v.dim() != 2:
+            return None
+        return kernel_call(("affine_stack", spec, inverse), lambda: _make_affine_stack_kernel(spec, inverse), v,
+                           *_affine_stack_params(self))
+
+    def fused_forward_and_log_det(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_and_log_det` on rows ``(R, d)`` through the compiled kernel (same numbers)."""
+        out = self._fused(z, inverse=False)
+        return self.forward_and_log_det(z) if out is None else out
+
+    def fused_inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`inverse_and_log_det` on rows ``(R, d)`` through the compiled kernel (same numbers)."""
+        out = self._fused(x, inverse=True)
+        return self.inverse_and_log_det(x) if out is None else out
 
 
 def coupling_stack(

@@ -59,6 +59,7 @@ from torch import nn
 
 from ..errors import InverseNotConvergedError, NonFiniteError
 from .base import PairedTransformModule
+from .fast import fast_call
 
 __all__ = ["rq_spline", "ElementwiseSpline", "elementwise_spline", "OddTanhSum", "ConditionalOddTanhSum",
            "solve_increasing",
@@ -287,10 +288,13 @@ class OddTanhSum(PairedTransformModule):
         init_weight: initial :math:`b_k` (the map starts near, not at, the identity: zero :math:`b_k` would have
             zero gradient through the softplus floor).
         max_newton: iterations of the inverse's root finder before :class:`InverseNotConvergedError`.
+        fast: evaluate :math:`h` and :math:`h'` in the inverse's Newton iterations with a compiled kernel
+            (:mod:`pyro_nrg.transforms.fast`; same numbers). The forward map is compiled as part of a fast
+            :class:`~pyro_nrg.transforms.HierarchicalFlow`.
     """
 
     def __init__(self, event_dim: int = 1, n_terms: int = 4, scales: tuple[float, ...] | None = None,
-                 init_weight: float = 0.08, max_newton: int = 100) -> None:
+                 init_weight: float = 0.08, max_newton: int = 100, fast: bool = False) -> None:
         super().__init__(event_dim=event_dim)
         if int(n_terms) < 1 or not float(init_weight) > 0:
             raise ValueError(f"need n_terms >= 1 and init_weight > 0, got {n_terms}, {init_weight}: try 4 and 0.08")
@@ -299,7 +303,7 @@ class OddTanhSum(PairedTransformModule):
             scales = tuple(0.5 * 8.0 ** (k / max(1, K - 1)) for k in range(K))
         if len(scales) != K or min(scales) <= 0:
             raise ValueError(f"scales must be {K} positive numbers, got {scales!r}")
-        self.n_terms, self.max_newton = K, int(max_newton)
+        self.n_terms, self.max_newton, self.fast = K, int(max_newton), bool(fast)
         self.u_slope = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))  # a = 1
         self.u_weight = nn.Parameter(torch.full((K,), math.log(math.expm1(float(init_weight)))))
         self.u_scale = nn.Parameter(torch.log(torch.as_tensor(scales, dtype=torch.get_default_dtype())))
@@ -316,7 +320,11 @@ class OddTanhSum(PairedTransformModule):
     def inverse_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, c = (t.to(x.dtype) for t in self.coefficients())
         span = b.sum() / a
-        v, d = invert_increasing(lambda u: tanh_sum(u, a, b, c), x, x / a - span, x / a + span,
+
+        def h(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return fast_call(self, "tanh_sum", tanh_sum, u, a, b, c) if self.fast else tanh_sum(u, a, b, c)
+
+        v, d = invert_increasing(h, x, x / a - span, x / a + span,
                                  v0=x / (a + (b / c).sum()),  # exact near 0, where h is steepest
                                  max_iter=self.max_newton)
         return v, _sum_event(torch.log(d), self.event_dim)

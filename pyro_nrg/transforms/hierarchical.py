@@ -37,6 +37,7 @@ from ..lattice import Lattice, site_levels
 from .base import PairedTransformModule
 from .coupling import coupling_stack
 from .elementwise import ConditionalOddTanhSum, ElementwiseSpline, OddTanhSum
+from .fast import fast_call, set_fast_path
 
 __all__ = ["HierarchicalFlow", "hierarchical_flow"]
 
@@ -57,6 +58,12 @@ class HierarchicalFlow(PairedTransformModule):
         flat: events are flat ``(N,)`` vectors (row-major) instead of ``(L,)*dim``.
         head: an element-wise bijector applied to every site after the hierarchy (physical side), with
             ``event_dim == dim`` (e.g. :class:`~pyro_nrg.transforms.ElementwiseSpline`); ``None`` = none.
+        fast: use the fast evaluation path (:mod:`pyro_nrg.transforms.fast`): every layer is a fixed reshape of
+            its RG level's grid (a roll for the disentanglers) instead of a gather and a scatter, and the block
+            bijectors and the head's forward map run as kernels compiled once by ``torch.compile`` (one kernel for
+            all blocks of the same structure, every level and batch size). Same numbers within floating-point
+            tolerance; an attribute, so it can be switched at any time (:func:`~pyro_nrg.transforms.set_fast_path`).
+            Calls with a ``context`` (conditional flows) take the eager path.
 
     Example:
         >>> flow = hierarchical_flow(8, dim=2, n_couplings=2, hidden=16)
@@ -74,6 +81,7 @@ class HierarchicalFlow(PairedTransformModule):
         repeats: int = 1,
         flat: bool = False,
         head: PairedTransformModule | None = None,
+        fast: bool = False,
     ) -> None:
         lattice = Lattice(L, dim)
         lattice.require_power_of_two("a hierarchical flow")
@@ -104,6 +112,7 @@ class HierarchicalFlow(PairedTransformModule):
         if head is not None and head.event_dim != dim:
             raise EventShapeError(f"the head must act on the lattice (event_dim={dim}), got event_dim={head.event_dim}")
         self.head = head
+        self.fast = bool(fast)
         self.register_buffer("levels_of_sites", site_levels(L, dim, n_levels), persistent=False)
         # every layer is one gather of its blocks and one scatter back: index sets into the flat lattice
         for level in range(n_levels):
@@ -190,6 +199,89 @@ class HierarchicalFlow(PairedTransformModule):
                 plan.append((level, 1, layers[2 * r]))  # disentangler: blocks offset by half a block
         return plan
 
+    # --- the fast path: fixed reshapes of each level's grid -------------------------------------------------
+    def _grid(self, y: torch.Tensor, stride: int) -> torch.Tensor:
+        """The sub-lattice of stride ``stride`` of ``y`` (``(B, *lattice)``): shape ``(B, n[, n])``, a view."""
+        return y[(slice(None),) + (slice(None, None, stride),) * self.dim]
+
+    def _to_blocks(self, g: torch.Tensor, offset: int) -> torch.Tensor:
+        r"""A level's grid ``(B, n[, n])`` as its blocks ``(B, m[, m], 2**dim)`` (``m = n/2``), sites of a block in
+        row-major order; ``offset = 1`` first rolls the grid by one site along every axis (the disentangler's
+        blocks). The same blocks, in the same order, as :meth:`_block_sites` gathers."""
+        if offset:
+            g = torch.roll(g, (-1,) * self.dim, tuple(range(1, self.dim + 1)))
+        B, n = g.shape[0], g.shape[1]
+        m = n // 2
+        if self.dim == 1:
+            return g.reshape(B, m, 2)
+        return g.reshape(B, m, 2, m, 2).transpose(2, 3).reshape(B, m, m, 4)
+
+    def _from_blocks(self, b: torch.Tensor, offset: int) -> torch.Tensor:
+        """Inverse of :meth:`_to_blocks`."""
+        B, m = b.shape[0], b.shape[1]
+        if self.dim == 1:
+            g = b.reshape(B, 2 * m)
+        else:
+            g = b.reshape(B, m, m, 2, 2).transpose(2, 3).reshape(B, 2 * m, 2 * m)
+        if offset:
+            g = torch.roll(g, (1,) * self.dim, tuple(range(1, self.dim + 1)))
+        return g
+
+    def _join(self, coarse: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``g`` (a level's grid, ``(B, n[, n])``) with its even(-even) sites replaced by ``coarse``
+        (``(B, n/2[, n/2])``, the next level's grid)."""
+        B, n = g.shape[0], g.shape[1]
+        m = n // 2
+        if self.dim == 1:
+            return torch.stack([coarse, g.reshape(B, m, 2)[:, :, 1]], -1).reshape(B, n)
+        g5 = g.reshape(B, m, 2, m, 2)  # (batch, a, u, b, v): grid site (2a + u, 2b + v)
+        first_row = torch.stack([coarse, g5[:, :, 0, :, 1]], -1)  # u = 0: (B, a, b, v)
+        return torch.stack([first_row, g5[:, :, 1]], 2).reshape(B, n, n)
+
+    def _fast_layer(self, g: torch.Tensor, offset: int, block: PairedTransformModule,
+                    inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer on a level's grid: the blocks as rows ``(B * n_blocks, 2**dim)`` through the block bijector's
+        compiled kernel (one kernel serves every block module, level and batch size), and back."""
+        blocks = self._to_blocks(g, offset)
+        rows = blocks.reshape(-1, self.block_size)
+        fused = getattr(block, "fused_inverse_and_log_det" if inverse else "fused_forward_and_log_det", None)
+        if fused is not None:  # a stack of affine couplings: one kernel per structure
+            out, ld = fused(rows)
+        elif inverse:
+            out, ld = fast_call(block, "inverse", block.inverse_and_log_det, rows)
+        else:
+            out, ld = fast_call(block, "forward", block.forward_and_log_det, rows)
+        return self._from_blocks(out.reshape(blocks.shape), offset), ld.reshape(g.shape[0], -1).sum(-1)
+
+    def _fast_hierarchy_forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hierarchy, latent → physical, on ``(B, *lattice)``: grid by grid from the coarsest level."""
+        ldj = z.new_zeros(z.shape[0])
+        g = self._grid(z, 2**self.n_levels)  # the top-level latents pass through
+        for level in reversed(range(self.n_levels)):
+            g = self._join(g, self._grid(z, 2**level))
+            layers = self.levels[level]
+            for r in reversed(range(self.repeats)):
+                for offset, block in ((0, layers[2 * r + 1]), (1, layers[2 * r])):
+                    g, ld = self._fast_layer(g, offset, block, inverse=False)
+                    ldj = ldj + ld
+        return g, ldj
+
+    def _fast_hierarchy_inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned RG, physical → latent, on ``(B, *lattice)``: level by level from the finest."""
+        ldj = x.new_zeros(x.shape[0])
+        g, grids = x, []
+        for level in range(self.n_levels):
+            layers = self.levels[level]
+            for r in range(self.repeats):
+                for offset, block in ((1, layers[2 * r]), (0, layers[2 * r + 1])):
+                    g, ld = self._fast_layer(g, offset, block, inverse=True)
+                    ldj = ldj + ld
+            grids.append(g)
+            g = self._grid(g, 2)
+        for grid in reversed(grids):  # every level's latents back in place, coarse into fine
+            g = self._join(g, grid)
+        return g, ldj
+
     def _flat_context(self, context: torch.Tensor | None, batch: torch.Size) -> torch.Tensor | None:
         """``context`` of shape ``(*batch, c)`` (or broadcastable, e.g. ``(c,)``) as ``(B, c)``, or ``(1, c)`` when it
         is the same for the whole batch."""
@@ -213,6 +305,12 @@ class HierarchicalFlow(PairedTransformModule):
         """``x = g(z)`` and its log-det; ``context`` (shape ``(*batch, c)``, broadcastable) goes to every block of a
         flow built with conditional blocks (:class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow`)."""
         y, batch = self._to_lattice(z)
+        if self.fast and context is None:
+            x, ldj = self._fast_hierarchy_forward(y)
+            if self.head is not None:
+                x, ld = fast_call(self.head, "forward", self.head.forward_and_log_det, x)
+                ldj = ldj + ld
+            return self._from_lattice(x, batch), ldj.reshape(batch)
         context = self._flat_context(context, batch)
         y = y.reshape(y.shape[0], -1)
         ldj = y.new_zeros(y.shape[0])
@@ -233,7 +331,10 @@ class HierarchicalFlow(PairedTransformModule):
         context = self._flat_context(context, batch)
         ldj = y.new_zeros(y.shape[0])
         if self.head is not None:
-            y, ldj = self._head(y, context, inverse=True)
+            y, ldj = self._head(y, context, inverse=True)  # an iterative solve: outside any compiled kernel
+        if self.fast and context is None:
+            z, ld = self._fast_hierarchy_inverse(y)
+            return self._from_lattice(z, batch), (ldj + ld).reshape(batch)
         y = y.reshape(y.shape[0], -1)
         for level, offset, block in reversed(self._layer_plan()):
             y, ld = self._apply_layer(y, level, offset, block, inverse=True, context=context)
@@ -261,7 +362,7 @@ class HierarchicalFlow(PairedTransformModule):
 
     def extra_repr(self) -> str:
         return (f"L={self.L}, dim={self.dim}, n_levels={self.n_levels}, repeats={self.repeats}, flat={self.flat}, "
-                f"head={self.head is not None}")
+                f"head={self.head is not None}, fast={self.fast}")
 
 
 def hierarchical_flow(
@@ -287,6 +388,7 @@ def hierarchical_flow(
     context_dim: int = 0,
     conditioning: str = "film",
     condition_head: bool = True,
+    fast: bool = False,
 ) -> HierarchicalFlow:
     """Build a :class:`HierarchicalFlow` with RealNVP block bijectors (sensible defaults).
 
@@ -328,6 +430,7 @@ def hierarchical_flow(
         conditioning: how the context enters: ``"film"`` or ``"concat"``.
         condition_head: with ``context_dim > 0`` and ``head="tanh"``, the head's parameters depend on the context
             too (:class:`~pyro_nrg.transforms.ConditionalOddTanhSum`).
+        fast: the fast evaluation path for the flow and its head (:func:`~pyro_nrg.transforms.set_fast_path`).
     """
     widths = (hidden,) * n_hidden_layers if isinstance(hidden, int) else tuple(hidden)
     if block_factory is None:
@@ -348,4 +451,6 @@ def hierarchical_flow(
         head_module = ConditionalOddTanhSum(dim, n_terms=head_terms, context_dim=context_dim)
     elif head == "tanh":
         head_module = OddTanhSum(dim, n_terms=head_terms)
-    return HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat, head=head_module)
+    flow = HierarchicalFlow(L, dim, block_factory, n_levels=n_levels, repeats=repeats, flat=flat, head=head_module)
+    set_fast_path(flow, fast)
+    return flow
