@@ -22,13 +22,14 @@ __all__ = ["distiller"]
 
 def distiller(L: int, T: float = ISING_TC, steps: int = 1500, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
               head: str = "tanh", odd: bool = False, path_gradient: bool = True, translations: int = 1,
-              checkpoint_dir: Path | None = None, **flow_kw: Any) -> Distiller:
+              checkpoint_dir: Path | None = None, fast: bool = False, **flow_kw: Any) -> Distiller:
     """A :class:`~pyro_nrg.infer.Distiller` of the recipe, seeded (``pyro.set_rng_seed(seed)``) before the energy
     and the flow are built; ``flow_kw`` go to :func:`~pyro_nrg.flows.neural_rg` (``repeats``, ``activation``...).
-    An odd flow is Z2-symmetric by itself: the mixture would only add an inverse pass per step."""
+    An odd flow is Z2-symmetric by itself: the mixture would only add an inverse pass per step. ``fast`` switches the
+    flow to its compiled fast path (``DistillConfig.fast``; the wall-time-budget runs use it)."""
     pyro.set_rng_seed(seed)
     energy = IsingRelaxed(L, T)
     flow = neural_rg(L=L, head=head, odd=odd, **flow_kw)
     cfg = DistillConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=50, z2_symmetric=not odd,
-                        path_gradient=path_gradient, translations=translations)
+                        path_gradient=path_gradient, translations=translations, fast=fast)
     return Distiller(energy, flow, cfg, checkpoint_dir=checkpoint_dir)

@@ -48,6 +48,7 @@ from ..errors import (
 )
 from ..flows import flow_config, normalized_flow_config
 from ..io import atomic_torch_save, write_json
+from ..transforms import set_fast_path
 from .estimators import FreeEnergyEstimate, estimate_free_energy, sample_log_weights
 from .model import FlowGuide, boltzmann_model, symmetrize
 from .schedules import warmup_cosine
@@ -109,6 +110,10 @@ class DistillConfig:
             ``seed * 1000 + k``); the loss is their mean, so the effective batch is ``shards * batch_size``. Under
             ``torchrun`` (DistributedDataParallel) each rank draws shard ``rank`` and ``shards`` equals the world
             size, so a 1-process run with ``shards=W`` reproduces a ``W``-process run.
+        fast: switch the flow to its fast evaluation path (:func:`~pyro_nrg.transforms.set_fast_path`: fixed
+            reshapes and kernels compiled once by ``torch.compile``, eager fallback with a warning); same numbers
+            within floating-point tolerance. Compiling takes seconds to a minute at the start, so it pays for runs
+            of minutes, not for a few steps (``docs/physics.md``, "Speed"). ``False`` leaves the flow as it is.
     """
 
     steps: int = 1000
@@ -129,6 +134,7 @@ class DistillConfig:
     divergence_factor: float | None = 10.0
     divergence_window: int = 50
     max_grad_norm: float | None = None
+    fast: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.path_gradient, bool):
@@ -235,6 +241,8 @@ class Distiller:
         self.energy = energy
         self.flow = flow
         self.config = config or DistillConfig()
+        if self.config.fast:
+            set_fast_path(flow, True)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.model = boltzmann_model(energy, site)
         self.guide = FlowGuide(

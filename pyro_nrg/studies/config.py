@@ -236,6 +236,9 @@ class LatticeStudyConfig(StudyConfig):
     steps: int = _opt(1500, "training steps", "training")
     batch_size: int = _opt(256, "samples per training step", "training", flags=("--batch", "--batch-size"))
     lr: float = _opt(3e-3, "peak learning rate of the warm-up + cosine schedule", "training")
+    compile: bool = _opt(False, "fast path: the flow's layers as fixed reshapes and kernels compiled once by "
+                         "torch.compile (same numbers; compiling costs seconds to a minute, so for runs of minutes; "
+                         "eager fallback with a warning where it cannot compile)", "training")
     translations: int = _opt(1, "train the mixture of the flow over lattice shifts by 0..t-1 sites per axis "
                              "(LatticeSymmetrized: never a higher F_q, t**dim times the inverse passes; 1 = off)",
                              "training")

@@ -245,7 +245,7 @@ def train(config: LatticeStudyConfig, setup: LatticeSetup, run: RunFolder | None
         setup.energy, flow, steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
         z2_symmetric=setup.z2, translations=config.translations, checkpoint_dir=out, resume=config.resume,
         progress=setup.show, warmup_steps=min(100, config.steps // 10), checkpoint_every=config.checkpoint_every,
-        callbacks=[check],
+        callbacks=[check], fast=config.compile,
     )
     seconds = time.perf_counter() - t0
     if config.resume and run is not None:  # the checkpoint was accepted: record this continuation
