@@ -39,7 +39,7 @@ def run(L: int, fast: bool, budget: float, batch: int, device: str, n_eval: int)
     return {"L": L, "fast": fast, "batch": batch, "steps": d.step, "train_seconds": wall,
             "first_step_s": secs[0] if secs else None,
             "step_s_median": statistics.median(secs[len(secs) // 2:]) if secs else None,
-            "fq": est.f_q, "fq_err": est.f_q_err, "fq_rel_err": est.f_q_rel_err}
+            "f_q": est.f_q, "f_q_err": est.f_q_err, "f_q_rel_err": est.f_q_rel_err}
 
 
 def main() -> None:
@@ -59,13 +59,13 @@ def main() -> None:
             r = run(L, fast, budget, batch, args.device, n_eval)
             runs.append(r)
             rows.append((str(L), "fast" if fast else "eager", str(r["steps"]), f"{r['first_step_s']:.2f}",
-                         f"{r['step_s_median'] * 1e3:.1f}", f"{r['fq_rel_err']:.3e}"))
+                         f"{r['step_s_median'] * 1e3:.1f}", f"{r['f_q_rel_err']:.3e}"))
             print(table(rows[-1:], ("L", "path", "steps", "first step s", "step ms", "F_q rel err")), flush=True)
     print(table(rows, ("L", "path", "steps", "first step s", "step ms", "F_q rel err")))
     by = {(r["L"], r["fast"]): r for r in runs}
     headline = {f"L{L}_step_speedup_fast_vs_eager": by[(L, False)]["step_s_median"] / by[(L, True)]["step_s_median"]
                 for L in sizes}
-    headline.update({f"L{L}_fq_rel_err_{'fast' if f else 'eager'}": by[(L, f)]["fq_rel_err"]
+    headline.update({f"L{L}_fq_rel_err_{'fast' if f else 'eager'}": by[(L, f)]["f_q_rel_err"]
                      for L in sizes for f in (False, True)})
     path = write_result("gpu_speed_quick" if args.quick else "gpu_speed",
                         {"budget_s": budget, "batch": batch, "device": args.device, "sizes": sizes,

@@ -293,8 +293,8 @@ def time_to_accuracy(args: argparse.Namespace, name: str) -> SectionResult:
         t_train = clock.elapsed
         t0 = time.perf_counter()
         est = d.estimate(n_eval, float64=False)
-        curve["points"].append({"train_seconds": t_train, "step": d.step, "fq": est.f_q, "fq_err": est.f_q_err,
-                                "fq_rel_err": est.f_q_rel_err, "fq_err_rel": est.f_q_err / abs(exact_f),
+        curve["points"].append({"train_seconds": t_train, "step": d.step, "f_q": est.f_q, "f_q_err": est.f_q_err,
+                                "f_q_rel_err": est.f_q_rel_err, "f_q_err_rel": est.f_q_err / abs(exact_f),
                                 "lr": record["lr"]})
         curve["train_seconds"] = t_train
         d.save_checkpoint(ckpt)
@@ -309,14 +309,14 @@ def time_to_accuracy(args: argparse.Namespace, name: str) -> SectionResult:
         d.run(callbacks=[evaluate, clock], progress=False)
         curve["train_seconds"] = min(clock.elapsed, budget)
         est = d.estimate(n_final)  # float64
-        curve["final"] = {"train_seconds": curve["train_seconds"], "step": d.step, "fq": est.f_q,
-                          "fq_err": est.f_q_err, "fq_rel_err": est.f_q_rel_err, "is_rel_err": est.is_rel_err,
+        curve["final"] = {"train_seconds": curve["train_seconds"], "step": d.step, "f_q": est.f_q,
+                          "f_q_err": est.f_q_err, "f_q_rel_err": est.f_q_rel_err, "is_rel_err": est.is_rel_err,
                           "ess_fraction": est.ess_fraction}
         d.save_checkpoint(ckpt)
         curve_path.write_text(json.dumps(curve))
     final = curve["final"]
-    print(f"{name}: F_q rel err {final['fq_rel_err']:.3e} after {final['train_seconds']:.0f} s, {final['step']} steps")
-    return settings, figures(), {case["key"]: final["fq_rel_err"], f"{case['key']}_steps": final["step"]}
+    print(f"{name}: F_q rel err {final['f_q_rel_err']:.3e} after {final['train_seconds']:.0f} s, {final['step']} steps")
+    return settings, figures(), {case["key"]: final["f_q_rel_err"], f"{case['key']}_steps": final["step"]}
 
 
 for _name, _case in TTA_CASES.items():

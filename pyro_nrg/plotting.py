@@ -255,7 +255,7 @@ def plot_time_to_accuracy(
     the relaxed Ising model); the shaded band is one standard error of each :math:`F_q` estimate.
 
     Args:
-        curves: label -> points ``{"train_seconds", "fq_rel_err"}`` (optionally ``"fq_err_rel"``, the standard
+        curves: label -> points ``{"train_seconds", "f_q_rel_err"}`` (optionally ``"f_q_err_rel"``, the standard
             error of :math:`F_q` over :math:`|F|`, drawn as a band).
         targets: label -> ``(seconds, relative error)`` drawn as a marker (a target to reach by that time).
 
@@ -267,10 +267,10 @@ def plot_time_to_accuracy(
     for i, (label, pts) in enumerate(curves.items()):
         color = f"C{i}"
         t = np.asarray([p["train_seconds"] for p in pts], dtype=float)
-        r = np.asarray([p["fq_rel_err"] for p in pts], dtype=float)
+        r = np.asarray([p["f_q_rel_err"] for p in pts], dtype=float)
         ax.loglog(t, np.maximum(r, 1e-6), "o-", ms=3, color=color, label=label)
-        if pts and all("fq_err_rel" in p for p in pts):
-            err = np.asarray([p["fq_err_rel"] for p in pts], dtype=float)
+        if pts and all("f_q_err_rel" in p for p in pts):
+            err = np.asarray([p["f_q_err_rel"] for p in pts], dtype=float)
             ax.fill_between(t, np.maximum(r - err, 1e-6), r + err, color=color, alpha=0.2, lw=0)
         if targets and label in targets:
             ts, rt = targets[label]
