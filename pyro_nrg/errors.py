@@ -28,6 +28,7 @@ __all__ = [
     "StudyConfigError",
     "RunFolderError",
     "RunFolderLockedError",
+    "PriorReparamError",
 ]
 
 
@@ -119,3 +120,8 @@ class RunFolderError(PyroNRGError, OSError):
 
 class RunFolderLockedError(CheckpointError):
     """The run folder is in use by another process (its lock file names the owner's pid and host)."""
+
+
+class PriorReparamError(PyroNRGError, TypeError):
+    """A site of a user model that :func:`~pyro_nrg.infer.latent_reparam` cannot move to latent space (its
+    distribution is not a flow prior, or a mixture of something other than a flow)."""

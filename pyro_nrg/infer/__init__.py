@@ -42,7 +42,7 @@ from .estimators import (
     snis_mean,
 )
 from .mcmc.independence import FlowIndependenceMH, flow_mh
-from .mcmc.latent import RenormalizedPotential, latent_reparam, renormalized_energy
+from .mcmc.latent import LatentModel, RenormalizedPotential, latent_reparam, renormalized_energy
 from .mcmc.nuts import latent_nuts, physical_nuts
 from .mcmc.results import SamplingResult
 from .mcmc.sector import Z2Sector, fit_sector_sharpness
@@ -75,6 +75,7 @@ __all__ = [
     "latent_hmc_walkers",
     "latent_nuts",
     "latent_reparam",
+    "LatentModel",
     "physical_hmc_walkers",
     "physical_nuts",
     "renormalized_energy",

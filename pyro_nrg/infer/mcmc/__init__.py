@@ -7,7 +7,7 @@ sector function), ``starts`` (chain start points).
 """
 
 from .independence import FlowIndependenceMH, flow_mh
-from .latent import RenormalizedPotential, latent_reparam, renormalized_energy
+from .latent import LatentModel, RenormalizedPotential, latent_reparam, renormalized_energy
 from .nuts import latent_nuts, physical_nuts
 from .results import SamplingResult
 from .sector import Z2Sector, fit_sector_sharpness
@@ -18,6 +18,7 @@ __all__ = [
     "RenormalizedPotential",
     "renormalized_energy",
     "latent_reparam",
+    "LatentModel",
     "latent_nuts",
     "physical_nuts",
     "hmc_walkers",
