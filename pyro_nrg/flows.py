@@ -160,6 +160,8 @@ class PolarSymplecticConfig(FlowConfig):
     depth: int = 2
     log_radius: float = 0.0
     angle_map: str = "erf"
+    log_radial_scale: float = 0.0
+    log_angle_scale: float = 0.0
     kind: str = "polar_symplectic"
 
 
@@ -270,6 +272,8 @@ def polar_symplectic(config: PolarSymplecticConfig | None = None, **overrides: A
         depth=cfg.depth,
         log_radius=cfg.log_radius,
         angle_map=cfg.angle_map,
+        log_radial_scale=cfg.log_radial_scale,
+        log_angle_scale=cfg.log_angle_scale,
     )
     flow.config = cfg.to_dict()
     return flow

@@ -47,7 +47,12 @@ def _model(opts: ChainStudyConfig | RingStudyConfig) -> tuple[Any, CanonicalFlow
                                 seed=opts.seed)
     else:
         H = RingHamiltonian(temperature=opts.T)
-        flow = polar_symplectic_flow(n_blocks=opts.blocks, n_couplings=2, hidden=opts.hidden, log_radius=math.log(2.0))
+        # start on the ring: radius R, a log-radius spread of (radial width sqrt(wT/2)) / R (not e^(+-1): radii
+        # from 0.2 to 20, F_q ~ 1e7 at step 1) and a uniform angle (a wider one lifts the momenta near the cut)
+        width = math.sqrt(H.width * opts.T / 2)
+        flow = polar_symplectic_flow(n_blocks=opts.blocks, n_couplings=2, hidden=opts.hidden,
+                                     log_radius=math.log(H.radius), log_radial_scale=math.log(width / H.radius),
+                                     log_angle_scale=-0.5 * math.log(2.0))
         model = CanonicalFlow(flow, 2, temperature=opts.T)
         cfg = VariationalConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
                                 warmup_steps=min(100, opts.steps // 10), final_lr_ratio=0.01, log_every=log_every,

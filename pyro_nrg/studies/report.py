@@ -353,11 +353,17 @@ def fmt_value(value: float | None, err: float | None = None, digits: int = 5) ->
 
 
 def fmt_rel(value: float | None, ref: float | None, err: float | None = None, ref_err: float | None = None) -> str:
-    """Relative deviation from ``ref`` and, when errors are known, the z-score."""
+    """Relative deviation from ``ref`` and, when errors are known, the z-score.
+
+    An estimate whose own error is at least its magnitude (``err >= |value|``) measures nothing: no z-score is
+    given, since a small one would read as agreement (``1e14 ± 1e14`` is "+1.0σ" from any reference).
+    """
     if value is None or ref is None or not math.isfinite(value) or ref == 0:
         return ""
     rel = (value - ref) / abs(ref)
     s = f"{rel:+.2e}"
+    if err is not None and math.isfinite(err) and err >= abs(value) > 0:
+        return s + " (error ≥ |value|: not a measurement)"
     sig = math.hypot(err or 0.0, ref_err or 0.0)
     if sig > 0:
         s += f" ({(value - ref) / sig:+.1f}σ)"

@@ -392,6 +392,12 @@ class PolarBijection(TransformModule):
     Args:
         log_radius: initial :math:`c` (the radius at :math:`u_1 = 0` is :math:`e^{c}`).
         angle_map: ``"erf"`` or ``"atan"``.
+        log_radial_scale: initial :math:`s`: a unit change of :math:`u_1` changes :math:`\ln\rho` by
+            :math:`e^{s}`. Start it at the target's spread of :math:`\ln\rho` (radial width over radius) so that
+            the first draws are not spread over radii far from the ring.
+        log_angle_scale: initial :math:`b`. With the ``"erf"`` map, :math:`b = -\tfrac12\ln 2` makes the angle of
+            a unit-variance :math:`u_2` uniform; a wider :math:`v` piles draws up near the cut, where
+            :math:`\theta'(v)` is tiny and the lifted momenta :math:`\propto 1/\theta'` explode.
     """
 
     domain = constraints.independent(constraints.real, 1)
@@ -399,15 +405,18 @@ class PolarBijection(TransformModule):
     bijective = True
     sign = +1
 
-    def __init__(self, log_radius: float = 0.0, angle_map: str = "erf") -> None:
+    def __init__(
+        self, log_radius: float = 0.0, angle_map: str = "erf", log_radial_scale: float = 0.0,
+        log_angle_scale: float = 0.0,
+    ) -> None:
         super().__init__(cache_size=0)
         if angle_map not in ("erf", "atan"):
             raise ValueError(f"angle_map must be 'erf' or 'atan', got {angle_map!r}")
         self.angle_map = angle_map
         self.n = 2
         self.c = nn.Parameter(torch.tensor(float(log_radius)))
-        self.s = nn.Parameter(torch.tensor(0.0))
-        self.b = nn.Parameter(torch.tensor(0.0))
+        self.s = nn.Parameter(torch.tensor(float(log_radial_scale)))
+        self.b = nn.Parameter(torch.tensor(float(log_angle_scale)))
 
     def _check(self, u: torch.Tensor) -> None:
         if u.dim() < 1 or u.shape[-1] != 2:
@@ -443,9 +452,11 @@ class PolarBijection(TransformModule):
         return 2 * log_rho + self.s + self.b + log_dtheta
 
 
-def polar_point_transformation(log_radius: float = 0.0, angle_map: str = "erf") -> PointTransformation:
+def polar_point_transformation(
+    log_radius: float = 0.0, angle_map: str = "erf", log_radial_scale: float = 0.0, log_angle_scale: float = 0.0
+) -> PointTransformation:
     """:class:`PointTransformation` of a :class:`PolarBijection` (one particle in the plane, ``2n = 4``)."""
-    return PointTransformation(PolarBijection(log_radius, angle_map), 2)
+    return PointTransformation(PolarBijection(log_radius, angle_map, log_radial_scale, log_angle_scale), 2)
 
 
 class PointTransformation(SymplecticTransform):
@@ -644,6 +655,8 @@ def polar_symplectic_flow(
     depth: int = 2,
     log_radius: float = 0.0,
     angle_map: str = "erf",
+    log_radial_scale: float = 0.0,
+    log_angle_scale: float = 0.0,
 ) -> ComposeTransformModule:
     r"""A canonical transformation for one particle in the plane (``2n = 4``) that ends in polar coordinates.
 
@@ -664,6 +677,10 @@ def polar_symplectic_flow(
         depth: number of hidden layers of the :func:`real_nvp` and shear networks.
         log_radius: initial log of the typical radius (e.g. ``math.log(2.0)`` for the paper's ring).
         angle_map: angle map of the :class:`PolarBijection` (``"erf"`` or ``"atan"``).
+        log_radial_scale: initial log-scale of the log-radius (:class:`PolarBijection`); e.g.
+            ``math.log(0.2)`` for the paper's ring at :math:`T = 1` (radial width 0.4 at radius 2).
+        log_angle_scale: initial log-scale of the angle coordinate (:class:`PolarBijection`); ``-math.log(2) / 2``
+            gives a uniform angle for unit-variance latents.
     """
     parts: list[Transform] = [symplectic_scaling(2)]
     for _ in range(n_blocks):
@@ -673,5 +690,6 @@ def polar_symplectic_flow(
             momentum_shear(2, hidden=hidden, depth=depth),
             position_shear(2, hidden=hidden, depth=depth),
         ]
-    parts += [linear_symplectic(2), polar_point_transformation(log_radius, angle_map)]
+    parts += [linear_symplectic(2),
+              polar_point_transformation(log_radius, angle_map, log_radial_scale, log_angle_scale)]
     return ComposeTransformModule(parts)
