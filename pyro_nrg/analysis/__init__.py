@@ -4,7 +4,7 @@ slow modes.
 Nothing in :mod:`pyro_nrg.infer` imports this package; it reads what the samplers and trainers return.
 """
 
-from .arviz import MIN_RELIABLE_ESS, sampling_efficiency, to_inference_data
+from .arviz import MIN_RELIABLE_ESS, from_pyro_draws, sampling_efficiency, to_inference_data
 from .information import (
     MutualInformationReport,
     latent_mutual_information,
@@ -25,6 +25,7 @@ from .modes import (
 
 __all__ = [
     "to_inference_data",
+    "from_pyro_draws",
     "sampling_efficiency",
     "MIN_RELIABLE_ESS",
     "mutual_information",

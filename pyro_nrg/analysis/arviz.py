@@ -7,6 +7,9 @@ r"""ArviZ ``InferenceData`` from any sampler's result, and sampling efficiency (
   energy as ``physical_energy`` (ArviZ reserves ``energy`` for the HMC Hamiltonian, which Pyro does not expose).
 * :func:`sampling_efficiency` — ESS (ArviZ bulk ESS, rank-normalised split chains), integrated autocorrelation
   time :math:`\tau = CD/\mathrm{ESS}`, Monte-Carlo standard error, ESS per second and per gradient evaluation.
+* :func:`from_pyro_draws` — ``az.from_pyro`` for draws of a model's latent sites that did not come from ``MCMC``
+  on that model (the physical draws of :meth:`~pyro_nrg.infer.LatentModel.physical_samples`, SVI guide draws):
+  posterior, pointwise log-likelihood of every observed site (for ``az.loo`` / ``az.compare``), observed data.
 * :data:`MIN_RELIABLE_ESS` — below it an ESS, and an efficiency ratio built on it, is noise.
 """
 
@@ -22,7 +25,7 @@ import torch
 from ..energies.base import OBSERVABLES, Energy
 from ..infer.mcmc.results import SamplingResult
 
-__all__ = ["to_inference_data", "sampling_efficiency", "MIN_RELIABLE_ESS"]
+__all__ = ["to_inference_data", "sampling_efficiency", "from_pyro_draws", "MIN_RELIABLE_ESS"]
 
 #: below this ESS (Vehtari et al. 2021 ask for 100 per chain) an ESS, and an efficiency ratio built on it, is noise
 MIN_RELIABLE_ESS = 100
@@ -187,3 +190,54 @@ def sampling_efficiency(
     return out
 
 
+
+
+def from_pyro_draws(
+    model: Any,
+    samples: dict[str, torch.Tensor],
+    *args: Any,
+    num_chains: int = 1,
+    posterior_predictive: dict[str, torch.Tensor] | None = None,
+    dims: dict[str, list[str]] | None = None,
+    **kwargs: Any,
+) -> Any:
+    r"""``az.from_pyro`` for posterior draws of ``model``'s latent sites that came from another sampler.
+
+    ``az.from_pyro(mcmc)`` scores the log-likelihood with the model MCMC ran on. After
+    :func:`~pyro_nrg.infer.latent_reparam` that is the latent model, whose mixture components (a
+    :class:`~pyro_nrg.distributions.Z2Symmetrized` prior's sign) are summed out by NUTS and not in the draws, so
+    it would score each draw with a random sign. Here the original ``model`` is replayed on the physical draws
+    (:meth:`~pyro_nrg.infer.LatentModel.physical_samples`), vectorised over draws as ``az.from_pyro`` does, and
+    every observed site's pointwise :math:`\ln p(y \mid \theta_s)` goes to ``log_likelihood``.
+
+    Args:
+        model: the original Pyro model (vectorisation-safe: see ``docs/getting-started.md``).
+        samples: ``{site: (num_chains * num_draws, *shape)}``, chain after chain.
+        *args, **kwargs: the model's arguments, with the observed data.
+        num_chains: how many chains ``samples`` holds (consecutive blocks).
+        posterior_predictive: optional ``{site: (num_chains * num_draws, *shape)}`` (e.g. from ``Predictive``).
+        dims: ArviZ dims per variable.
+
+    Returns:
+        ``az.InferenceData`` with ``posterior``, ``log_likelihood``, ``observed_data`` (and
+        ``posterior_predictive``).
+    """
+    import arviz as az
+    from pyro import poutine
+    from pyro.infer import Predictive
+
+    def by_chain(d: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        return {k: _np(v).reshape(num_chains, -1, *v.shape[1:]) for k, v in d.items()}
+
+    with poutine.block():
+        observed = {n: s["value"] for n, s in poutine.trace(model).get_trace(*args, **kwargs).nodes.items()
+                    if s["type"] == "sample" and s["is_observed"] and not s["infer"].get("_deterministic")}
+    trace = Predictive(model, posterior_samples=samples).get_vectorized_trace(*args, **kwargs)
+    log_lik = {n: trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"]).detach() for n in observed}
+    return az.from_dict(
+        posterior=by_chain(samples),
+        log_likelihood=by_chain(log_lik),
+        observed_data={n: _np(v) for n, v in observed.items()},
+        posterior_predictive=by_chain(posterior_predictive) if posterior_predictive else None,
+        dims=dims,
+    )
