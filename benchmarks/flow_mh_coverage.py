@@ -8,8 +8,8 @@ odd flow, g(-z) = -g(z) (``neural_rg(odd=True)``), is Z2-symmetric by constructi
 density is continuous across the two sectors. Both flows get the same training recipe (path gradients, cosine
 schedule, batch 256, lr 3e-3); then, for each flow: F_q and importance-sampled ln Z against the exact ln Z of the
 relaxed model, the coverage check (log-weights of latent-walker draws against those of 8192 flow draws,
-pyro_nrg.infer.coverage_check), and flow-MH started from flow draws (64 x 1500 after 200) with <m^2> against a Wolff
-cluster reference of the Ising model.
+pyro_nrg.infer.coverage_check), and flow-MH started from flow draws (64 x 1500 after 200) with <m^2> against the
+exact value at L=8 (row transfer matrix) and a Wolff cluster reference at L=16.
 
     OMP_NUM_THREADS=1 python benchmarks/flow_mh_coverage.py --mixture-dir DIR --odd-dir DIR2
     python benchmarks/flow_mh_coverage.py --quick        # a few minutes
@@ -18,12 +18,12 @@ cluster reference of the Ising model.
 train 1500 (L=8) and 4000 (L=16) steps into ``--odd-dir`` (resumed if there). Writes
 benchmarks/results/flow_mh_coverage/full.json.
 
-Result (2026-11-29, one thread beside other jobs): at L=8 the odd flow's largest log-weight gap is 2.2 nats instead
-of 8.4 and flow-MH agrees with Wolff (+0.7 sigma; mixture +4.2), at F_q 0.90 % instead of 0.33 %; at L=16 (4000
-steps) the gap shrinks from 52 to 8.8 nats but flow-MH is still +8 sigma (mixture +18). Measured on exact draws
-instead of walker draws (benchmarks/coverage_exact.py) that L=16 gap is 26 nats (mixture 55): the walkers on the
-odd flow were themselves +7.6 sigma off, so read the coverage columns here as indicative and coverage_exact/full.json
-as the reference.
+Result (2026-11-29, one thread beside other jobs, z against the old 20 000-update Wolff references): at L=8 the odd
+flow's largest log-weight gap is 2.2 nats instead of 8.4 and flow-MH agrees with Wolff (+0.7 sigma; mixture +4.2),
+at F_q 0.90 % instead of 0.33 %; at L=16 (4000 steps) the gap shrinks from 52 to 8.8 nats but flow-MH is still +8
+sigma (mixture +18). Measured on exact draws instead of walker draws (benchmarks/coverage_exact.py) that L=16 gap is
+26 nats (mixture 55): the walkers on the odd flow were themselves +7.6 sigma off, so read the coverage columns here
+as indicative and coverage_exact/full.json as the reference.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import pyro
 import torch
-from _common import table, write_result
+from _common import m2_reference, table, write_result
 from sampling import figures, train
 
 from pyro_nrg.analysis import to_inference_data
-from pyro_nrg.energies import ISING_TC, IsingRelaxed, wolff_ising
+from pyro_nrg.energies import ISING_TC, IsingRelaxed
 from pyro_nrg.infer import (
     coverage_check,
     flow_mh,
@@ -99,11 +99,10 @@ def main() -> None:
     t_start = time.perf_counter()
     results = []
     for L in s["sizes"]:
-        w = wolff_ising(L, ISING_TC, n_updates=s["wolff_updates"], seed=0)
-        ref = {"m2": w.m2, "m2_err": w.m2_err}
+        ref = m2_reference(L, ISING_TC, s["wolff_updates"], seed=0)  # exact for L <= 10, Wolff at L = 16
         for kind, folder in (("mixture", args.mixture_dir), ("odd", args.odd_dir)):
             results.append(run(L, kind == "odd", s["steps"][kind][L], folder, s, ref))
-        results[-1]["reference_wolff"] = results[-2]["reference_wolff"] = ref
+        results[-1]["reference"] = results[-2]["reference"] = ref
     rows = [(str(r["L"]), r["flow"], str(r["training"]["steps"]), f"{r['training']['train_seconds']:.0f}",
              f"{r['fq_rel_err']:.2%}", f"{r['is_sigma']:+.1f}", f"{r['ess_fraction']:.3f}", f"{r['khat']:.2f}",
              f"{r['coverage']['fraction_beyond']:.1%}", f"{r['coverage']['gap_nats']:+.1f}",
@@ -113,14 +112,15 @@ def main() -> None:
     print(table(rows, ("L", "flow", "steps", "train s", "F_q rel", "IS sigma", "ESS/N", "k-hat", "beyond", "gap",
                        "walkers <m2>", "z", "MH acc", "flow-MH <m2>", "z")))
     for r in results[::2]:
-        print(f"L={r['L']}: Wolff <m2> = {r['reference_wolff']['m2']:.4f} ± {r['reference_wolff']['m2_err']:.4f}")
+        print(f"L={r['L']}: <m2> reference {r['reference']['m2']:.6f} ± {r['reference']['m2_err']:.6f} "
+              f"({r['reference']['kind']})")
     headline = {}
     for r in results:
         tag = f"L{r['L']}_{r['flow']}"
         headline.update({f"{tag}_fq_rel_err": r["fq_rel_err"], f"{tag}_coverage_fraction_beyond":
                          r["coverage"]["fraction_beyond"], f"{tag}_coverage_gap_nats": r["coverage"]["gap_nats"],
                          f"{tag}_flow_mh_m2": r["flow_mh"]["m2_mean"], f"{tag}_flow_mh_m2_err": r["flow_mh"]["m2_err"],
-                         f"{tag}_flow_mh_m2_z_vs_wolff": r["m2_z_flow_mh"],
+                         f"{tag}_flow_mh_m2_z_vs_reference": r["m2_z_flow_mh"],
                          f"{tag}_flow_mh_acceptance": r["flow_mh"]["acceptance"]})
     headline["total_seconds"] = time.perf_counter() - t_start
     settings = {**{k: (v if not isinstance(v, dict) else str(v)) for k, v in s.items()}, "temperature": ISING_TC,
