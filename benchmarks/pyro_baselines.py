@@ -20,6 +20,8 @@ the long Wolff run of benchmarks/exact_references.py at L=16).
     python benchmarks/pyro_baselines.py              # L=8 (about 25 minutes on one core)
     python benchmarks/pyro_baselines.py --L 8 16     # also L=16 (hours)
     python benchmarks/pyro_baselines.py --quick      # L=4, a minute: pyro_baselines/quick.json
+
+Writes benchmarks/results/pyro_baselines/full.json (or quick.json).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def fit_stock(energy: IsingRelaxed, kind: str, hidden: int, depth: int, lr: floa
     model = boltzmann_model(energy)
     guide = stock_guide(kind, model, hidden, depth)
     optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / steps), "clip_norm": 10.0})
-    svi = SVI(model, guide, optim, Trace_ELBO(num_particles=batch, vectorize_particles=True))
+    svi = SVI(model, guide, optim, Trace_ELBO(num_particles=batch, vectorize_particles=True, max_plate_nesting=0))
     t0 = time.perf_counter()
     for _ in range(steps):
         svi.step()
@@ -223,7 +225,7 @@ def main() -> None:
         headline[f"L{L}_fq_rel_err_stock_best"] = r["stock_best"]["f_q_rel_err"]
         headline[f"L{L}_fq_rel_err_ours"] = r["ours_free_energy"]["f_q_rel_err"]
     print("headline:", {k: round(v, 6) for k, v in headline.items()})
-    path = write_result("quick" if args.quick else "pyro_baselines", {**s, "sizes": sizes, "seed": args.seed,
+    path = write_result("quick" if args.quick else "full", {**s, "sizes": sizes, "seed": args.seed,
                         "threads": args.threads, "sweep": [list(a) for a in s["sweep"]]},
                         {str(L): r for L, r in results.items()}, headline)
     print("wrote", path)
