@@ -17,7 +17,7 @@ ESS(m^2) (ArviZ bulk, improved estimator) per gradient and per second of samplin
 during sampling, counted the same way for both), and <m^2> against the exact value (transfer matrix, L <= 10;
 the long Wolff run of benchmarks/exact_references.py at L=16).
 
-    python benchmarks/pyro_baselines.py              # L=8 (about 25 minutes on one core)
+    python benchmarks/pyro_baselines.py              # L=8 (about 10 minutes on one quiet core)
     python benchmarks/pyro_baselines.py --L 8 16     # also L=16 (hours)
     python benchmarks/pyro_baselines.py --quick      # L=4, a minute: pyro_baselines/quick.json
 
@@ -196,8 +196,8 @@ def main() -> None:
              "chains": 1, "sweep": (("iaf", "coupling"), (32,), (2,), (3e-3,))}
     else:
         sizes = args.L or [8]
-        s = {"train_steps": {4: 500, 8: 1500, 16: 8000}, "batch": 256, "nuts_samples": 1000, "nuts_warmup": 300,
-             "chains": 2, "sweep": (("iaf", "coupling"), (64, 256), (4,), (1e-3, 3e-3))}
+        s = {"train_steps": {4: 500, 8: 1500, 16: 8000}, "batch": 256, "nuts_samples": 500, "nuts_warmup": 200,
+             "chains": 2, "sweep": (("iaf", "coupling"), (256,), (4,), (1e-3, 3e-3))}
     results = {L: run_lattice(L, s, args.seed) for L in sizes}
 
     rows = []
