@@ -213,7 +213,8 @@ def from_pyro_draws(
     Args:
         model: the original Pyro model (vectorisation-safe: see ``docs/getting-started.md``).
         samples: ``{site: (num_chains * num_draws, *shape)}``, chain after chain.
-        *args, **kwargs: the model's arguments, with the observed data.
+        *args: the model's positional arguments, with the observed data.
+        **kwargs: its keyword arguments.
         num_chains: how many chains ``samples`` holds (consecutive blocks).
         posterior_predictive: optional ``{site: (num_chains * num_draws, *shape)}`` (e.g. from ``Predictive``).
         dims: ArviZ dims per variable.

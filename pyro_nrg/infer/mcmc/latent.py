@@ -310,7 +310,8 @@ class LatentModel:
 
         Args:
             samples: ``mcmc.get_samples()`` of this model: each value ``(num_draws, *site_shape)``.
-            *args, **kwargs: the model's arguments, as given to ``mcmc.run`` (the data the components depend on).
+            *args: the model's positional arguments, as given to ``mcmc.run`` (the data the components depend on).
+            **kwargs: its keyword arguments.
 
         Returns:
             ``{site: (num_draws, *shape)}`` for every latent site of the original model, the flow priors' sites in
