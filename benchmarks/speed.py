@@ -143,9 +143,9 @@ def flow_timings(L: int, quick: bool) -> dict[str, Any]:
     ss = _sample_and_score(d, batch)
     z = torch.randn(8, L, L)
     set_fast_path(d.flow, False)
+    n_ss, n_step = count_flops(ss), count_flops(d.train_step)  # (a training step: before the comparison below)
     with torch.no_grad():
         x0, l0 = d.flow.forward_and_log_det(z)
-    n_ss, n_step = count_flops(ss), count_flops(d.train_step)
     set_fast_path(d.flow, True)
     t0 = time.perf_counter()
     with torch.no_grad():  # same parameters, same z: the two paths' numbers
@@ -154,9 +154,11 @@ def flow_timings(L: int, quick: bool) -> dict[str, Any]:
     d.train_step()
     d.train_step()
     compile_s = time.perf_counter() - t0
-    times: dict[str, list[float]] = {"eager_ss": [], "fast_ss": [], "eager_step": [], "fast_step": []}
+    times: dict[str, list[float]] = {"eager_ss": [], "fast_ss": [], "eager_step": [], "fast_step": [],
+                                     "matmul": []}
     rounds = 2 if quick else 4
-    for _ in range(rounds):
+    for _ in range(rounds):  # the reference matmul in every round too: its rate under the same load
+        times["matmul"].append(matmul_rate(5)[1])
         for mode in ("eager", "fast"):
             set_fast_path(d.flow, mode == "fast")
             times[f"{mode}_ss"] += median_time(ss, 3 if quick else 5, warmup=1)[1]
@@ -167,7 +169,8 @@ def flow_timings(L: int, quick: bool) -> dict[str, Any]:
             "flops_sample_score": n_ss, "flops_train_step": n_step, "seconds": med, "all_seconds": times,
             "speedup_sample_score": med["eager_ss"] / med["fast_ss"],
             "speedup_train_step": med["eager_step"] / med["fast_step"],
-            "gflops": {k: (n_ss if k.endswith("ss") else n_step) / v / 1e9 for k, v in med.items()}}
+            "gflops": {k: (n_ss if k.endswith("ss") else n_step) / v / 1e9 for k, v in med.items() if k != "matmul"},
+            "matmul_gflops": 2 * 65536 * 32 * 32 / med["matmul"] / 1e9}
 
 
 def _print_flow(r: dict[str, Any], rate_mm: float | None = None) -> None:
@@ -216,10 +219,11 @@ def flops_section(args: argparse.Namespace) -> SectionResult:
     fractions, speedups = {}, {}
     for L in (16, 8):
         r = flow_timings(L, args.quick)
-        _print_flow(r, rate_mm)
+        _print_flow(r, r["matmul_gflops"])
+        print(f"matmul 65536x32 @ 32x32 interleaved with these timings: {r['matmul_gflops']:.1f} GFLOP/s")
         out[f"L{L}"] = r
         speedups.update(_speedup_headline(r))
-        fractions.update({f"L{L}_{k}": v / rate_mm for k, v in r["gflops"].items()})
+        fractions.update({f"L{L}_{k}": v / r["matmul_gflops"] for k, v in r["gflops"].items()})
     rate_mm_after, _ = matmul_rate()
     out["matmul_gflops_after"] = rate_mm_after
     print(f"matmul 65536x32 @ 32x32: {rate_mm:.1f} GFLOP/s before, {rate_mm_after:.1f} after")
