@@ -84,3 +84,49 @@ def test_map_tasks_serial_equals_parallel() -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:  # any concurrent.futures executor plugs in
         assert map_tasks(_draw, [0, 1, 2], args=[(3,)] * 3, executor=pool) == serial
     assert os.environ.get("WORLD_SIZE") in (None, "1")
+
+
+def _joined(batch: int) -> Distiller:
+    """L=4 distiller with the plain gradient (no clipping, no mixture): its .grad after a step is the raw gradient."""
+    pyro.set_rng_seed(0)
+    cfg = DistillConfig(steps=1, batch_size=batch, lr=1e-2, seed=3, clip_norm=None, z2_symmetric=False,
+                        schedule="constant", warmup_steps=0)
+    return Distiller(IsingRelaxed(4, 3.0), neural_rg(L=4, n_couplings=2, hidden=8), cfg)
+
+
+def _streams() -> tuple[torch.Tensor, torch.Tensor]:
+    """RNG state of shard 0, and the state after shard 0's draw of BATCH x 16 normals (where shard 1 starts)."""
+    g = torch.Generator().manual_seed(11)
+    first = g.get_state()
+    torch.randn(BATCH, 16, generator=g)
+    return first, g.get_state()
+
+
+def _grad_worker(rank: int, world: int, tmp: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rdv", rank=rank, world_size=world)
+    try:
+        d = _joined(BATCH)
+        d.shard_rng = list(_streams())  # rank r draws the r-th half of one stream of 2 * BATCH samples
+        d.train_step()
+        if rank == 0:
+            torch.save({n: p.grad for n, p in d.flow.named_parameters()}, Path(tmp, "grad.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gradient_is_the_one_process_gradient_of_the_joined_batch(tmp_path: Path) -> None:
+    mp.spawn(_grad_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "grad.pt", weights_only=True)
+    single = _joined(2 * BATCH)
+    torch.set_rng_state(_streams()[0])  # one process draws both halves, in order, in one batch of 2 * BATCH
+    single.train_step()
+    half = _joined(BATCH)
+    torch.set_rng_state(_streams()[0])
+    half.train_step()  # the first half alone: a different gradient, so the comparison can fail
+    grads = dict(single.flow.named_parameters())
+    assert set(ddp) == set(grads)
+    for name, g in ddp.items():
+        assert torch.allclose(g, grads[name].grad, rtol=1e-4, atol=1e-6), name
+    differs = [not torch.allclose(p.grad, ddp[n], rtol=1e-4, atol=1e-6) for n, p in half.flow.named_parameters()]
+    assert any(differs)
