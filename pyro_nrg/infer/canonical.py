@@ -4,8 +4,8 @@ r"""Training neural canonical transformations: variational free energy (SVI) and
 
 .. math:: F_q = \mathbb E_{x\sim q}\big[H(x) + T\ln q(x)\big] \;\ge\; F = -T\ln Z
 
-with Pyro's ``SVI`` and ``Trace_ELBO``: the *model* has a samplable flat site
-``Normal(0, 1).expand([2n]).to_event(1).mask(False)`` plus ``pyro.factor("boltzmann", -beta * H(x))``, the
+with Pyro's ``Trace_ELBO`` (the loss of ``SVI``, as a module driven by one torch Adam): the *model* has a samplable
+flat site ``Normal(0, 1).expand([2n]).to_event(1).mask(False)`` plus ``pyro.factor("boltzmann", -beta * H(x))``, the
 *guide* samples the same site from the :class:`~pyro_nrg.distributions.PhaseSpaceFlow`; a ``pyro.plate`` of
 ``batch_size`` particles vectorises the estimate, so :math:`F_q = -\mathrm{ELBO}\cdot T/\text{batch}`. The
 per-step estimate and its standard error are recorded.
@@ -93,15 +93,22 @@ class _PathGradientFlow(PhaseSpaceFlow):
     def __init__(self, model: CanonicalFlow) -> None:
         super().__init__(model.latent(), model.flow)
         self.model = model
+        self._scored: list[tuple[torch.Tensor, torch.Tensor]] = []  # [(x, ln q(x))], shared with expanded copies
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        # the same tensor scored twice (the F_q record and the ELBO) costs one inverse pass
+        if self._scored and x is self._scored[0][0]:
+            return self._scored[0][1]
         with detached_parameters(self.model):
-            return self.model.log_prob(x)
+            lp = self.model.log_prob(x)
+        self._scored[:] = [(x, lp)]
+        return lp
 
     def expand(self, batch_shape, _instance=None):  # type: ignore[override]
         new = self._get_checked_instance(_PathGradientFlow, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.model = self.model
+        new._scored = self._scored
         return new
 
 
@@ -115,7 +122,7 @@ class VariationalConfig:
     """Settings of :func:`fit_variational` (saved as JSON beside a ``state_dict``).
 
     Attributes:
-        steps: SVI steps.
+        steps: optimisation steps.
         batch_size: particles per step (a ``pyro.plate``).
         lr: peak Adam learning rate.
         warmup_steps: linear warm-up steps, times a cosine decay to ``lr * final_lr_ratio``
@@ -161,7 +168,7 @@ def fit_variational(
     config: VariationalConfig | None = None,
     callback: Callable[[int, dict], None] | None = None,
 ) -> VariationalResult:
-    r"""Minimise the variational free energy :math:`F_q` of ``model`` for ``hamiltonian`` with Pyro SVI.
+    r"""Minimise the variational free energy :math:`F_q` of ``model`` for ``hamiltonian`` (Pyro ``Trace_ELBO``).
 
     Args:
         model: the :class:`~pyro_nrg.distributions.CanonicalFlow` to train (in place; its dtype is used).
@@ -196,40 +203,43 @@ def fit_variational(
             pyro.factor(f"{name}_boltzmann", -action)
 
     # The guide distribution is built with the plate's batch shape, so the instance that samples x also scores
-    # it (PhaseSpaceFlow then reuses the cached latent, or, with path gradients, scores with frozen parameters).
+    # it (PhaseSpaceFlow then reuses the cached latent; with path gradients, _PathGradientFlow reuses the score it
+    # computed here for the stash). The parameters are optimised below directly, so the guide does not register
+    # them with Pyro's parameter store (``pyro.module``).
     def guide() -> None:
-        pyro.module(name, model)
-        if cfg.path_gradient:
-            fd = _PathGradientFlow(model)
-        else:
-            fd = model.distribution()
+        fd = _PathGradientFlow(model) if cfg.path_gradient else model.distribution()
         fd = fd.expand([cfg.batch_size])
         with pyro.plate(f"{name}_particles", cfg.batch_size):
             x = pyro.sample(site, fd)
         stash["log_q"] = fd.log_prob(x).detach()
 
-    optim = pyro.optim.LambdaLR(
-        {
-            "optimizer": torch.optim.Adam,
-            "optim_args": {"lr": cfg.lr},
-            "lr_lambda": warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio),
-        },
-        clip_args={"clip_norm": cfg.clip_norm} if cfg.clip_norm else None,
-    )
-    svi = SVI(pyro_model, guide, optim, loss=Trace_ELBO())
+    # Pyro's Trace_ELBO as a module (the differentiable loss of SVI) driven by one torch Adam over all parameters:
+    # the update SVI's per-parameter PyroOptim makes (Adam and the per-parameter norm clip act parameter by
+    # parameter), without its per-parameter optimizer and scheduler objects and parameter-store traffic.
+    loss_fn = Trace_ELBO()(pyro_model, guide)
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr_fn = warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_fn)
     res = VariationalResult(config=asdict(cfg))
     t0 = time.perf_counter()
-    lr_fn = warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
     try:
         for step in range(cfg.steps):
-            loss = svi.step()
-            optim.step()
-            if not math.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"fit_variational: loss is {loss} at step {step}: lower lr (now {cfg.lr}) or set clip_norm"
-                )
+            loss = loss_fn()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_norm:
+                for p in params:
+                    torch.nn.utils.clip_grad_norm_(p, cfg.clip_norm)
+            optimizer.step()
+            scheduler.step()
             per = T * (stash["action"] + stash["log_q"]).double()
-            res.f_q.append(float(per.mean()))
+            f_q = float(per.mean())
+            if not math.isfinite(f_q):
+                raise TrainingDivergedError(
+                    f"fit_variational: loss is {f_q} at step {step}: lower lr (now {cfg.lr}) or set clip_norm"
+                )
+            res.f_q.append(f_q)
             res.f_q_err.append(float(per.std() / math.sqrt(per.numel())) if per.numel() > 1 else float("nan"))
             res.lr.append(cfg.lr * lr_fn(step))
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -243,7 +253,6 @@ def fit_variational(
                 if callback is not None:
                     callback(step + 1, info)
     finally:
-        _drop_params(name)
         res.seconds = time.perf_counter() - t0
     return res
 
