@@ -14,6 +14,9 @@ Sections (headline keys):
 =========================  ===========================================================================================
 ``flops``                  ``flow_flop_fraction_of_matmul``: FLOP rate of the flow's sample-and-score and training
                            step against a flow-sized matmul (65536x32 @ 32x32) on the same thread
+``canonical``              ``canonical_linear_step_ratio_vs_torch``: step time of ``fit_variational`` on the linear
+                           canonical flow (n=32, batch 200, float32) over the bare PyTorch loop of the same model,
+                           loss and optimizer (interleaved repeats; float64 too; their F_q trajectories compared)
 =========================  ===========================================================================================
 
 Adding a section: write ``def my_section(args) -> SectionResult`` and decorate it with ``@section("name", help)``;
@@ -344,6 +347,79 @@ def figure_section(args: argparse.Namespace) -> SectionResult:
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
     return {}, {"png": path.name, "curves": sorted(curves)}, {}
+
+
+def _canonical_bare_loop(model: Any, chain: Any, cfg: Any) -> tuple[float, list[float]]:
+    """The bare PyTorch loop of :func:`~pyro_nrg.infer.canonical.fit_variational` for the same model: the same
+    path-gradient loss (sum over the batch of beta H(x) + ln q(x) with frozen parameters in ln q), the same Adam,
+    warm-up-cosine schedule and per-parameter norm clip, the same F_q record. Returns (seconds, F_q per step)."""
+    import math
+
+    from pyro_nrg.distributions import detached_parameters
+    from pyro_nrg.infer.schedules import warmup_cosine
+
+    torch.manual_seed(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio))
+    f_q = []
+    t0 = time.perf_counter()
+    for _ in range(cfg.steps):
+        x = model.from_latent(model.latent().rsample((cfg.batch_size,)))
+        with detached_parameters(model):
+            log_q = model.log_prob(x)
+        per = chain.beta * chain.energy(x) + log_q
+        opt.zero_grad(set_to_none=True)
+        per.sum().backward()
+        for p in params:
+            torch.nn.utils.clip_grad_norm_(p, cfg.clip_norm)
+        opt.step()
+        sched.step()
+        f_q.append(float(model.temperature * per.detach().double().mean()))
+        if not math.isfinite(f_q[-1]):
+            raise RuntimeError("the bare loop diverged")
+    return time.perf_counter() - t0, f_q
+
+
+@section("canonical", "linear canonical flow training step: fit_variational against the bare PyTorch loop")
+def canonical_section(args: argparse.Namespace) -> SectionResult:
+    import statistics
+
+    from pyro_nrg.distributions import canonical_flow
+    from pyro_nrg.energies.hamiltonians import HarmonicChain
+    from pyro_nrg.infer.canonical import VariationalConfig, fit_variational
+
+    n, batch, steps, repeats = (8, 64, 40, 3) if args.quick else (32, 200, 200, 7)
+    rows, figures = [], {}
+    ratio_f32 = float("nan")
+    for dtype in (torch.float32, torch.float64):
+        chain = HarmonicChain(n, kappa=1.0, mass=1.0, temperature=1.0).to(dtype)
+        cfg = VariationalConfig(steps=steps, batch_size=batch, lr=1e-2, log_every=10**9, seed=0)
+        lib, bare, dev = [], [], []
+        for _ in range(repeats):  # interleaved: a repeat times both loops back to back
+            model = canonical_flow(n, temperature=1.0, n_blocks=0).to(dtype)
+            t, f_bare = _canonical_bare_loop(model, chain, cfg)
+            bare.append(t / steps)
+            model = canonical_flow(n, temperature=1.0, n_blocks=0).to(dtype)
+            res = fit_variational(model, chain, cfg)
+            lib.append(res.seconds / steps)
+            dev.append(max(abs(a - b) for a, b in zip(res.f_q, f_bare, strict=True)))
+        ratio = statistics.median(lib) / statistics.median(bare)
+        name = str(dtype).removeprefix("torch.")
+        figures[name] = {"fit_variational_step_seconds": lib, "bare_loop_step_seconds": bare,
+                         "ratio_per_repeat": [a / b for a, b in zip(lib, bare, strict=True)], "ratio": ratio,
+                         "max_abs_fq_difference_per_repeat": dev}
+        rows.append((name, f"{statistics.median(bare) * 1e3:.2f}", f"{statistics.median(lib) * 1e3:.2f}",
+                     f"{ratio:.2f}", f"{max(dev):.1e}"))
+        if dtype == torch.float32:
+            ratio_f32 = ratio
+    print(f"harmonic chain n={n}, linear canonical flow (scaling + linear symplectic), batch {batch}, {steps} steps, "
+          f"median of {repeats} interleaved repeats")
+    print(table(rows, ("dtype", "bare loop ms/step", "fit_variational ms/step", "ratio", "max |F_q diff|")))
+    settings = {"n": n, "batch": batch, "steps": steps, "repeats": repeats, "flow": "canonical_flow(n, n_blocks=0)",
+                "loss": "path gradient, Adam lr 1e-2, warm-up 50 + cosine, per-parameter clip 10",
+                "headline_dtype": "float32"}
+    return settings, figures, {"canonical_linear_step_ratio_vs_torch": ratio_f32}
 
 
 # --- command line -------------------------------------------------------------------------------------------------

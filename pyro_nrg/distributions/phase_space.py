@@ -167,8 +167,7 @@ class PhaseSpaceFlow(dist.TransformedDistribution):
     ``log_prob`` skips log-determinants (the flow must be symplectic, e.g. built from
     :mod:`pyro_nrg.transforms.symplectic`). The latent point of the most recent ``rsample`` is remembered, so
     scoring that very tensor (as Pyro's ELBOs do) costs no inverse pass; the value and its gradient are the same
-    as through the inverse. The memory is shared with the copies ``expand`` makes (a ``pyro.plate`` samples from
-    such a copy), so the distribution a guide built also scores the copy's sample without an inverse pass.
+    as through the inverse.
 
     Args:
         latent: a :class:`HarmonicOscillators` (any distribution with event ``(2n,)`` works).
@@ -178,12 +177,12 @@ class PhaseSpaceFlow(dist.TransformedDistribution):
     def __init__(self, latent: TorchDistribution, flow: Transform, validate_args: bool | None = None) -> None:
         super().__init__(latent, [flow], validate_args=validate_args)
         self.flow = flow
-        self._last: list[tuple[torch.Tensor, torch.Tensor]] = []  # [(x, z)] of the last rsample, shared by copies
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         z = self.base_dist.rsample(sample_shape)
         x = self.flow(z)
-        self._last[:] = [(x, z)]
+        self._last = (x, z)
         return x
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
@@ -192,8 +191,8 @@ class PhaseSpaceFlow(dist.TransformedDistribution):
 
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """``z = g^{-1}(x)`` (uses the remembered latent of the last sample if ``x`` is that sample)."""
-        if self._last and x is self._last[0][0]:
-            return self._last[0][1]
+        if self._last is not None and x is self._last[0]:
+            return self._last[1]
         return self.flow.inv(x)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +204,7 @@ class PhaseSpaceFlow(dist.TransformedDistribution):
         new = self._get_checked_instance(PhaseSpaceFlow, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.flow = self.flow
-        new._last = self._last  # the same flow: a sample of either instance is scored without an inverse pass
+        new._last = None
         return new
 
 

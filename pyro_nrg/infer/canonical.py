@@ -1,14 +1,18 @@
-r"""Training neural canonical transformations: variational free energy (SVI) and density estimation (MLE).
+r"""Training neural canonical transformations: variational free energy and density estimation (MLE, SVI).
 
 **Variational** (from a known Hamiltonian :math:`H`, PRX 10, 021020, Sec. III B). Minimise
 
 .. math:: F_q = \mathbb E_{x\sim q}\big[H(x) + T\ln q(x)\big] \;\ge\; F = -T\ln Z
 
-with Pyro's ``Trace_ELBO`` (the loss of ``SVI``, as a module driven by one torch Adam): the *model* has a samplable
-flat site ``Normal(0, 1).expand([2n]).to_event(1).mask(False)`` plus ``pyro.factor("boltzmann", -beta * H(x))``, the
-*guide* samples the same site from the :class:`~pyro_nrg.distributions.PhaseSpaceFlow`; a ``pyro.plate`` of
-``batch_size`` particles vectorises the estimate, so :math:`F_q = -\mathrm{ELBO}\cdot T/\text{batch}`. The
-per-step estimate and its standard error are recorded.
+with the objective of Pyro's ``Trace_ELBO`` for the model/guide pair in which the *model* has a samplable flat site
+``Normal(0, 1).expand([2n]).to_event(1).mask(False)`` plus ``pyro.factor("boltzmann", -beta * H(x))`` and the
+*guide* samples the same site from the :class:`~pyro_nrg.distributions.PhaseSpaceFlow` in a ``pyro.plate`` of
+``batch_size`` particles: the masked site contributes nothing, so the loss is
+:math:`\sum_i [\beta H(x_i) + \ln q(x_i)]` with :math:`x_i = g(z_i)`, :math:`z_i` drawn from the latent
+oscillators, and :math:`F_q = T\cdot\text{loss}/\text{batch}`. For a model this small, tracing that pair at
+every step (``SVI``, one ``PyroOptim`` object per parameter) costs more than the model, so the loss is evaluated
+directly and driven by one torch Adam with a per-parameter norm clip: the update ``SVI`` makes, step for step (the
+test suite checks the trajectory against ``SVI``). The per-step estimate and its standard error are recorded.
 
 **Density estimation** (from samples of the positions only, separable :math:`H = \sum p^2/2m + V(q)`, PRX Sec.
 V C). Momenta are drawn from Maxwell–Boltzmann :math:`\mathcal N(0, mT)` (fresh every epoch for training, one fixed
@@ -16,7 +20,7 @@ draw for validation); maximum likelihood through ``SVI`` with the flow as the mo
 an empty guide; train/validation split, plateau learning-rate schedule and early stopping on the validation NLL
 (the best state is restored).
 
-Pyro's parameter store is keyed by name: every call registers the module under a fresh unique name and removes
+Pyro's parameter store is keyed by name: every density fit registers the module under a fresh unique name and removes
 those entries afterwards, so several models can be trained in one process without silently sharing parameters.
 """
 
@@ -31,12 +35,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import pyro
-import pyro.distributions as dist
 import pyro.optim
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
-from ..distributions import CanonicalFlow, PhaseSpaceFlow, detached_parameters
+from ..distributions import CanonicalFlow, detached_parameters
 from ..dtypes import module_dtype_device
 from ..energies.base import Energy
 from ..errors import EventShapeError, TemperatureError, TrainingDivergedError
@@ -81,37 +84,6 @@ def _check_pair(model: CanonicalFlow, hamiltonian: Energy) -> None:
         )
 
 
-class _PathGradientFlow(PhaseSpaceFlow):
-    r"""Flow distribution whose ``log_prob`` treats the parameters as constants ("sticking the landing").
-
-    :math:`\ln q_{\bar\theta}(x_\theta(z))` with :math:`\bar\theta` = stop-gradient
-    (:func:`~pyro_nrg.distributions.detached_parameters`): the ELBO gradient keeps only the path term, which is
-    unbiased and has zero variance at the exact solution (Roeder, Wu & Duvenaud, NeurIPS 2017). The value is
-    unchanged.
-    """
-
-    def __init__(self, model: CanonicalFlow) -> None:
-        super().__init__(model.latent(), model.flow)
-        self.model = model
-        self._scored: list[tuple[torch.Tensor, torch.Tensor]] = []  # [(x, ln q(x))], shared with expanded copies
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        # the same tensor scored twice (the F_q record and the ELBO) costs one inverse pass
-        if self._scored and x is self._scored[0][0]:
-            return self._scored[0][1]
-        with detached_parameters(self.model):
-            lp = self.model.log_prob(x)
-        self._scored[:] = [(x, lp)]
-        return lp
-
-    def expand(self, batch_shape, _instance=None):  # type: ignore[override]
-        new = self._get_checked_instance(_PathGradientFlow, _instance)
-        new = super().expand(batch_shape, _instance=new)
-        new.model = self.model
-        new._scored = self._scored
-        return new
-
-
 # ------------------------------------------------------------------------------------------------------------
 # variational
 # ------------------------------------------------------------------------------------------------------------
@@ -123,7 +95,7 @@ class VariationalConfig:
 
     Attributes:
         steps: optimisation steps.
-        batch_size: particles per step (a ``pyro.plate``).
+        batch_size: samples per step.
         lr: peak Adam learning rate.
         warmup_steps: linear warm-up steps, times a cosine decay to ``lr * final_lr_ratio``
             (:func:`~pyro_nrg.infer.schedules.warmup_cosine`).
@@ -189,34 +161,20 @@ def fit_variational(
         pyro.set_rng_seed(cfg.seed)
     dtype, device = module_dtype_device(model)
     hamiltonian = hamiltonian.to(device)
-    beta, T, n2 = hamiltonian.beta, model.temperature, 2 * model.n
-    name = _unique_name("canonical_vi")
-    site = f"{name}_x"
-    stash: dict[str, torch.Tensor] = {}
+    beta, T = hamiltonian.beta, model.temperature
 
-    def pyro_model() -> None:
-        flat = dist.Normal(torch.zeros(n2, dtype=dtype, device=device), 1.0).to_event(1).mask(False)
-        with pyro.plate(f"{name}_particles", cfg.batch_size):
-            x = pyro.sample(site, flat)
-            action = beta * hamiltonian.energy(x)
-            stash["action"] = action.detach()
-            pyro.factor(f"{name}_boltzmann", -action)
+    def loss_fn() -> tuple[torch.Tensor, torch.Tensor]:
+        latent = model.latent()
+        z = latent.rsample((cfg.batch_size,))
+        x = model.from_latent(z)
+        if cfg.path_gradient:  # ln q with stop-gradient parameters: only the path term of the gradient is kept
+            with detached_parameters(model):
+                log_q = model.log_prob(x)
+        else:
+            log_q = latent.log_prob(z)
+        per = beta * hamiltonian.energy(x) + log_q
+        return per.sum(), per.detach()
 
-    # The guide distribution is built with the plate's batch shape, so the instance that samples x also scores
-    # it (PhaseSpaceFlow then reuses the cached latent; with path gradients, _PathGradientFlow reuses the score it
-    # computed here for the stash). The parameters are optimised below directly, so the guide does not register
-    # them with Pyro's parameter store (``pyro.module``).
-    def guide() -> None:
-        fd = _PathGradientFlow(model) if cfg.path_gradient else model.distribution()
-        fd = fd.expand([cfg.batch_size])
-        with pyro.plate(f"{name}_particles", cfg.batch_size):
-            x = pyro.sample(site, fd)
-        stash["log_q"] = fd.log_prob(x).detach()
-
-    # Pyro's Trace_ELBO as a module (the differentiable loss of SVI) driven by one torch Adam over all parameters:
-    # the update SVI's per-parameter PyroOptim makes (Adam and the per-parameter norm clip act parameter by
-    # parameter), without its per-parameter optimizer and scheduler objects and parameter-store traffic.
-    loss_fn = Trace_ELBO()(pyro_model, guide)
     params = [p for p in model.parameters() if p.requires_grad]
     lr_fn = warmup_cosine(cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
@@ -225,22 +183,23 @@ def fit_variational(
     t0 = time.perf_counter()
     try:
         for step in range(cfg.steps):
-            loss = loss_fn()
+            loss, per = loss_fn()
+            f_q = float(T * per.double().mean())
+            if not math.isfinite(f_q):
+                raise TrainingDivergedError(
+                    f"fit_variational: loss is {f_q} at step {step} (the update was not applied): lower lr (now "
+                    f"{cfg.lr}) or set clip_norm"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_norm:
-                for p in params:
+                for p in params:  # each parameter clipped on its own, as PyroOptim's clip_args do
                     torch.nn.utils.clip_grad_norm_(p, cfg.clip_norm)
             optimizer.step()
             scheduler.step()
-            per = T * (stash["action"] + stash["log_q"]).double()
-            f_q = float(per.mean())
-            if not math.isfinite(f_q):
-                raise TrainingDivergedError(
-                    f"fit_variational: loss is {f_q} at step {step}: lower lr (now {cfg.lr}) or set clip_norm"
-                )
             res.f_q.append(f_q)
-            res.f_q_err.append(float(per.std() / math.sqrt(per.numel())) if per.numel() > 1 else float("nan"))
+            res.f_q_err.append(float(T * per.double().std() / math.sqrt(per.numel())) if per.numel() > 1
+                               else float("nan"))
             res.lr.append(cfg.lr * lr_fn(step))
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 info = {
