@@ -14,6 +14,13 @@ Sections (headline keys):
 =========================  ===========================================================================================
 ``flops``                  ``flow_flop_fraction_of_matmul``: FLOP rate of the flow's sample-and-score and training
                            step against a flow-sized matmul (65536x32 @ 32x32) on the same thread
+``nuts_cost``              (no headline) one potential value-and-gradient at L=16: latent (Pyro-traced NeuTra model
+                           against the direct ``potential_fn``, batch 1 and 16/64/256 chains per call), physical
+                           (traced, direct), and Pyro NUTS's own cost per gradient
+``nuts`` (long)            ``L16_ess_per_second_ratio_latent_nuts_vs_physical_nuts``,
+                           ``L16_ess_per_second_ratio_latent_hmc_walkers_vs_physical_nuts``: ESS(m2) per second of
+                           latent NUTS and the latent walkers over the better of physical NUTS with diagonal or dense
+                           mass, direct potentials, one trained flow (``--flow-dir`` keeps it)
 ``canonical``              ``canonical_linear_step_ratio_vs_torch``: step time of ``fit_variational`` on the linear
                            canonical flow (n=32, batch 200, float32) over the bare PyTorch loop of the same model,
                            loss and optimizer (interleaved repeats; float64 too; their F_q trajectories compared)
@@ -422,6 +429,166 @@ def canonical_section(args: argparse.Namespace) -> SectionResult:
     return settings, figures, {"canonical_linear_step_ratio_vs_torch": ratio_f32}
 
 
+def _trained_l16_guide(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The sampling benchmark's recipe flow (``sampling.train``), checkpointed in ``--flow-dir`` and reused."""
+    from pathlib import Path
+
+    from sampling import train
+
+    from pyro_nrg.energies import ISING_TC, IsingRelaxed
+
+    L, steps = (4, 150) if args.quick else (16, args.nuts_train_steps)
+    d, info = train(L, steps, flow_dir=Path(args.flow_dir) if args.flow_dir else None)
+    return IsingRelaxed(L, ISING_TC), d.guide, info
+
+
+def _grad_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:
+    """Median milliseconds of one value-and-gradient of ``fn`` at ``x`` (what one leapfrog step asks for)."""
+
+    def once() -> None:
+        xx = x.detach().clone().requires_grad_(True)
+        torch.autograd.grad(fn(xx), xx)
+
+    return median_time(once, repeats, warmup=3)[0] * 1e3
+
+
+@section("nuts_cost", "where latent NUTS spends its time: one potential gradient, traced model vs direct, and "
+         "Pyro NUTS's own cost per gradient")
+def nuts_cost_section(args: argparse.Namespace) -> SectionResult:
+    from pyro import poutine
+    from pyro.infer import MCMC, NUTS
+    from pyro.infer.mcmc.util import initialize_model
+    from pyro.infer.reparam import NeuTraReparam
+
+    from pyro_nrg.energies import ISING_TC, IsingRelaxed
+    from pyro_nrg.flows import neural_rg
+    from pyro_nrg.infer import FlowGuide, RenormalizedPotential, boltzmann_model
+    from pyro_nrg.infer.pushforward import frozen
+
+    L = 8 if args.quick else 16
+    reps = 5 if args.quick else 15
+    energy, flow = IsingRelaxed(L, ISING_TC), neural_rg(L=L)  # the cost does not depend on training
+    guide = FlowGuide(boltzmann_model(energy), flow)
+    with torch.random.fork_rng(), torch.no_grad():
+        guide()  # sets the guide up (prototype trace, plates) as NeuTraReparam needs it
+    n, key = L * L, "x_shared_latent"
+    z, x = torch.randn(n), torch.randn(L, L)
+    rows, figs = [], {}
+    with frozen(flow):
+        model = poutine.reparam(boltzmann_model(energy), config={"x": NeuTraReparam(guide)})
+        _, traced, _, _ = initialize_model(model, max_plate_nesting=0, initial_params={key: z})
+        direct = RenormalizedPotential(energy, flow)
+        figs["latent_traced_ms"] = _grad_ms(lambda v: traced({key: v}), z, reps)
+        figs["latent_direct_ms"] = _grad_ms(lambda v: direct({"z": v}), z, reps)
+        for b in (16, 64, 256):
+            figs[f"latent_direct_batch{b}_ms"] = _grad_ms(lambda v: direct({"z": v}), torch.randn(b, n), reps)
+    _, traced_phys, _, _ = initialize_model(boltzmann_model(energy), max_plate_nesting=0, initial_params={"x": x})
+    figs["physical_traced_ms"] = _grad_ms(lambda v: traced_phys({"x": v}), x, reps)
+    figs["physical_direct_ms"] = _grad_ms(lambda v: energy.action(v).sum(), x, reps)
+    # Pyro NUTS's own cost per gradient: a unit Gaussian of the same size, whose potential costs microseconds
+    calls = [0]
+
+    def gauss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls[0] += 1
+        return 0.5 * p["z"].square().sum()
+
+    for full in (False, True):
+        calls[0] = 0
+        mcmc = MCMC(NUTS(potential_fn=gauss, full_mass=full), num_samples=100 if args.quick else 300,
+                    warmup_steps=50 if args.quick else 150, initial_params={"z": torch.randn(n)}, disable_progbar=True)
+        t0 = time.perf_counter()
+        mcmc.run()
+        figs[f"nuts_overhead_{'full' if full else 'diag'}_mass_ms"] = (time.perf_counter() - t0) / calls[0] * 1e3
+    over = figs["nuts_overhead_diag_mass_ms"]
+    for what, key_ in (("latent, Pyro-traced NeuTra model", "latent_traced_ms"),
+                       ("latent, direct potential_fn", "latent_direct_ms"),
+                       *((f"latent, direct, {b} chains per call (per chain)", f"latent_direct_batch{b}_ms")
+                         for b in (16, 64, 256)),
+                       ("physical, Pyro-traced model", "physical_traced_ms"),
+                       ("physical, direct potential_fn", "physical_direct_ms")):
+        per = figs[key_] / (int(key_.split("batch")[1].split("_")[0]) if "batch" in key_ else 1)
+        rows.append((what, f"{figs[key_]:.3f}", f"{per:.3f}"))
+    rows.append(("Pyro NUTS itself per gradient (diag / full mass)", f"{over:.3f}",
+                 f"{figs['nuts_overhead_full_mass_ms']:.3f}"))
+    print(f"L={L}, one thread, medians of {reps}")
+    print(table(rows, ("potential value and gradient", "ms per call", "ms per chain-gradient")))
+    figs["latent_over_physical_cost_per_nuts_gradient_direct"] = (
+        (figs["latent_direct_ms"] + over) / (figs["physical_direct_ms"] + over))
+    figs["latent_over_physical_cost_per_nuts_gradient_traced"] = (
+        (figs["latent_traced_ms"] + over) / (figs["physical_traced_ms"] + over))
+    print("latent / physical cost of one NUTS gradient: traced "
+          f"{figs['latent_over_physical_cost_per_nuts_gradient_traced']:.1f}, direct "
+          f"{figs['latent_over_physical_cost_per_nuts_gradient_direct']:.1f}")
+    return {"L": L, "repeats": reps, "flow": "neural_rg defaults (untrained: the cost does not depend on training)"}, \
+        figs, {}
+
+
+@section("nuts", "L=16 ESS(m2) per second: latent NUTS and latent HMC walkers against physical NUTS (direct "
+         "potentials; physical NUTS with diagonal and dense mass), one trained flow", long=True)
+def nuts_section(args: argparse.Namespace) -> SectionResult:
+    import pyro
+    from sampling import figures as sampler_figures
+    from sampling import hmc_extra
+
+    from pyro_nrg.analysis import to_inference_data
+    from pyro_nrg.infer import latent_hmc_walkers, latent_nuts, physical_nuts
+
+    energy, guide, tinfo = _trained_l16_guide(args)
+    q = guide.distribution()
+    if args.quick:
+        size = dict(chains=2, phys=60, phys_warm=40, lat=60, lat_warm=40, walkers=32, w_draws=40, w_warm=20)
+    else:
+        size = dict(chains=4, phys=args.nuts_phys_draws, phys_warm=args.nuts_phys_warmup, lat=args.nuts_latent_draws,
+                    lat_warm=200, walkers=64, w_draws=600, w_warm=150)
+    rows: list[dict[str, Any]] = []
+
+    def done(name: str, res: Any) -> None:
+        row = sampler_figures(name, to_inference_data(res), res.sample_seconds, res.total_grad_evals, hmc_extra(res))
+        rows.append(row)
+        print(f"  {name}: ESS(m2) {row['m2_ess']:.0f} in {row['sample_seconds']:.0f} s, "
+              f"{row['m2_ess_per_s']:.3g}/s, {row['m2_ess_per_grad']:.3g}/grad", flush=True)
+        publish(result_name(args.quick), "nuts", {"partial": True, **size}, {"rows": rows, "training": tinfo}, {})
+
+    for full in (False, True):
+        pyro.set_rng_seed(1)
+        res = physical_nuts(energy, size["phys"], size["phys_warm"], num_chains=size["chains"], init=q,
+                            full_mass=full)
+        done(f"physical_nuts_{'dense' if full else 'diag'}_mass", res)
+    pyro.set_rng_seed(2)
+    res = latent_nuts(energy, guide, size["lat"], size["lat_warm"], num_chains=size["chains"], keep_samples=False,
+                      keep_latent=False)
+    done("latent_nuts", res)
+    pyro.set_rng_seed(3)
+    res = latent_hmc_walkers(energy, guide, size["walkers"], size["w_draws"], size["w_warm"], step_size=0.2,
+                             num_steps=10, adapt_step_size=True, target_accept_prob=0.85, keep_samples=False,
+                             mass_matrix="dense")
+    done("latent_hmc_walkers", res)
+    by = {r["method"]: r for r in rows}
+    best_phys = max((r for r in rows if r["method"].startswith("physical")), key=lambda r: r["m2_ess_per_s"])
+    ess_min = min(r["m2_ess"] for r in rows if r["method"] in ("latent_nuts", "latent_hmc_walkers",
+                                                               best_phys["method"]))
+    head = {
+        "L16_ess_per_second_ratio_latent_nuts_vs_physical_nuts": by["latent_nuts"]["m2_ess_per_s"]
+        / best_phys["m2_ess_per_s"],
+        "L16_ess_per_second_ratio_latent_hmc_walkers_vs_physical_nuts": by["latent_hmc_walkers"]["m2_ess_per_s"]
+        / best_phys["m2_ess_per_s"],
+        "L16_sampling_ratio_baseline": best_phys["method"],
+        "L16_sampling_min_ess": ess_min,
+        "L16_sampling_ratios_meet_ess_400": bool(ess_min >= 400),
+    }
+    print(table([(r["method"], f"{r['chains']} x {r['draws']}", f"{r['grads_per_draw']:.1f}", f"{r['m2_ess']:.0f}",
+                  f"{r['sample_seconds']:.0f}", f"{r['m2_ess_per_s']:.3g}", f"{r['m2_ess_per_grad']:.3g}",
+                  f"{r['m2_mean']:.4f}+-{r['m2_err']:.4f}") for r in rows],
+                ("method", "chains x draws", "grads/draw", "ESS(m2)", "seconds", "ESS/s", "ESS/grad", "<m2>")))
+    settings = {**size, "potential": "direct (Pyro potential_fn path, no model trace per gradient)",
+                "physical": "Pyro NUTS, target accept 0.8, starts from flow draws, diagonal and dense mass adaptation; "
+                            "the better per second is the baseline",
+                "latent_nuts": "Pyro NUTS on the renormalized energy with the Z2 sector factor, diagonal mass",
+                "walkers": "10 leapfrog steps, step 0.2 adapted to acceptance 0.85, dense metric",
+                "chains": "one after another (Pyro on 2 cores)", "training": tinfo}
+    return settings, {"rows": rows, "training": tinfo}, head
+
+
 # --- command line -------------------------------------------------------------------------------------------------
 
 
@@ -433,6 +600,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--eager", action="store_true", help="time-to-accuracy sections on the eager path")
     ap.add_argument("--run-dir", default="runs/speed", help="checkpoints and curves of the time-to-accuracy sections")
+    ap.add_argument("--flow-dir", default=None, help="nuts: keep/reuse the trained L=16 flow's checkpoint here")
+    ap.add_argument("--nuts-train-steps", type=int, default=3000, help="nuts: recipe steps of the L=16 flow")
+    ap.add_argument("--nuts-phys-draws", type=int, default=3000, help="nuts: physical NUTS draws per chain")
+    ap.add_argument("--nuts-phys-warmup", type=int, default=500, help="nuts: physical NUTS warm-up per chain")
+    ap.add_argument("--nuts-latent-draws", type=int, default=1500, help="nuts: latent NUTS draws per chain")
     args = ap.parse_args(argv)
     if args.list:
         for name, (_, help, long) in SECTIONS.items():

@@ -14,7 +14,7 @@ from pyro.infer import HMC, MCMC, NUTS
 from pyro_nrg.analysis import sampling_efficiency, to_inference_data
 from pyro_nrg.distributions import FlowDistribution
 from pyro_nrg.energies.ising import IsingRelaxed
-from pyro_nrg.errors import NonFiniteError
+from pyro_nrg.errors import NonFiniteError, SamplerSettingsError
 from pyro_nrg.flows import neural_rg
 from pyro_nrg.infer import (
     IndependenceProposal,
@@ -321,6 +321,27 @@ def test_physical_nuts_same_api() -> None:
     assert res.samples.shape == (2, 10, 4, 4) and res.latent is None and res.space == "physical"
     assert set(res.observables) >= {"m", "abs_m", "m2", "energy_per_site", "physical_energy"}
     assert res.num_grad_evals.shape == (2, 10)
+
+
+def test_direct_potential_gives_the_draws_of_the_traced_model() -> None:
+    """potential="direct" hands Pyro the same function it derives by tracing the model: the same chains, draw by
+    draw, for latent NUTS (with the Z2 sector factor) and physical NUTS; and the direct one needs no model trace."""
+    energy, guide = trained_l4()
+    runs = {}
+    for potential in ("direct", "model"):
+        pyro.set_rng_seed(11)
+        lat = latent_nuts(energy, guide, num_samples=10, warmup_steps=10, potential=potential)
+        pyro.set_rng_seed(12)
+        phys = physical_nuts(energy, num_samples=10, warmup_steps=10, potential=potential)
+        runs[potential] = (lat, phys)
+    (lat_d, phys_d), (lat_m, phys_m) = runs["direct"], runs["model"]
+    assert lat_d.z2_sharpness is not None  # the sector factor is in both potentials
+    assert torch.allclose(lat_d.latent, lat_m.latent, atol=1e-4)
+    assert torch.equal(lat_d.num_grad_evals, lat_m.num_grad_evals)
+    assert torch.allclose(phys_d.samples, phys_m.samples, atol=1e-4)
+    assert float((lat_d.latent[:, 1:] - lat_d.latent[:, :-1]).abs().max()) > 0.1  # the chains moved
+    with pytest.raises(SamplerSettingsError, match="potential must be one of"):
+        physical_nuts(energy, num_samples=2, warmup_steps=2, potential="jit")
 
 
 # ---------------------------------------------------------------------------------------------------------------

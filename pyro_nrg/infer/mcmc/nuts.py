@@ -35,13 +35,19 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.infer.reparam import NeuTraReparam
 
 from ...energies.base import Energy
+from ...errors import SamplerSettingsError
 from ..model import FlowGuide, boltzmann_model, boltzmann_site
 from ..pushforward import check_flow_fits, flow_of, frozen, param_dtype, to_physical
 from .results import SamplingResult
 from .sector import Z2Sector, resolve_sector
 from .starts import chain_inits, check_sampler_sizes, check_start
 
-__all__ = ["latent_nuts", "physical_nuts"]
+__all__ = ["latent_nuts", "physical_nuts", "POTENTIALS"]
+
+POTENTIALS = ("direct", "model")
+"""How the samplers hand Pyro its potential: ``"direct"`` (default), a plain function of the latent or
+configuration (Pyro's ``potential_fn`` path: no model trace per gradient); ``"model"``, the potential Pyro's
+``initialize_model`` derives by tracing the (reparameterised) Boltzmann model at every gradient. Same values."""
 
 
 class _CountingPotential:
@@ -93,6 +99,40 @@ class _Recorder:
         self.prev_div = n_div
         self.rows.append((min(1.0, max(0.0, acc)), div, float(kernel.step_size), count - self.last_count))
         self.last_count = count
+
+
+class _DirectLatentPotential:
+    r""":math:`U(z) = \beta E(g(z)) - \ln|\det \partial g/\partial z| - \ln 2h(g(z))`, a plain function of ``{key: z}``.
+
+    The potential Pyro derives from the NeuTra-reparameterised Boltzmann model (the same terms, the flat site's
+    masked density contributing nothing), without tracing the model at every gradient.
+    """
+
+    def __init__(self, energy: Energy, flow: Any, key: str, sector: Z2Sector | None) -> None:
+        self.energy, self.flow, self.key, self.sector = energy, flow, key, sector
+
+    def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, ldj = to_physical(self.flow, self.energy, params[self.key])
+        u = self.energy.action(x) - ldj
+        if self.sector is not None:
+            u = u - self.sector.log_weight(x)
+        return u.sum()
+
+
+class _DirectPhysicalPotential:
+    r""":math:`U(x) = \beta E(x)` of ``{site: x}``: the potential of :func:`~pyro_nrg.infer.boltzmann_model` (flat
+    masked site plus the Boltzmann factor) without tracing the model at every gradient."""
+
+    def __init__(self, energy: Energy, site: str) -> None:
+        self.energy, self.site = energy, site
+
+    def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.energy.action(params[self.site]).sum()
+
+
+def _check_potential(potential: str) -> None:
+    if potential not in POTENTIALS:
+        raise SamplerSettingsError(f"potential must be one of {POTENTIALS}, got {potential!r}: use 'direct'")
 
 
 def _run_pyro_chains(
@@ -220,6 +260,7 @@ def latent_nuts(
     keep_latent: bool = True,
     z2_symmetric: bool | None = None,
     progress: bool = False,
+    potential: str = "direct",
 ) -> SamplingResult:
     r"""NUTS/HMC in the latent space of a trained flow via Pyro's :class:`~pyro.infer.reparam.NeuTraReparam`.
 
@@ -255,6 +296,9 @@ def latent_nuts(
             sector the flow covers and the signed draws follow :math:`p` exactly (:mod:`pyro_nrg.infer.mcmc.sector`);
             ``None`` follows the guide (on for a :math:`Z_2`-symmetrized one).
         progress: Pyro's progress bar.
+        potential: ``"direct"`` (default): Pyro gets :math:`\beta E_{\rm eff}(z)` as a plain ``potential_fn``;
+            ``"model"``: the potential Pyro derives from the NeuTra-reparameterised model, traced at every gradient
+            (same values and draws, slower; :data:`POTENTIALS`).
 
     Returns:
         :class:`~pyro_nrg.infer.mcmc.results.SamplingResult` with ``samples``
@@ -268,6 +312,7 @@ def latent_nuts(
         NotSymmetricError: ``z2_symmetric`` with an energy that is not :math:`Z_2`-symmetric.
     """
     check_sampler_sizes("latent_nuts", step_size, num_samples=num_samples, num_chains=num_chains)
+    _check_potential(potential)
     check_flow_fits(flow_of(guide_or_flow), energy)
     site = guide_or_flow.site if isinstance(guide_or_flow, FlowGuide) else "x"
     guide = _guide_for(energy, guide_or_flow, site)
@@ -285,12 +330,18 @@ def latent_nuts(
     check_start(z0, u0, "latent_nuts")
     with energy.unvalidated():
         sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric)
-    neutra = NeuTraReparam(guide)
-    model = poutine.reparam(_sector_model(energy, site, sector), config={site: neutra})
     with frozen(flow):
-        _, potential_fn, transforms, _ = initialize_model(
-            model, max_plate_nesting=0, initial_params={key: z0[0]}
-        )
+        if potential == "direct":
+            potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] = _DirectLatentPotential(
+                energy, flow, key, sector)
+            transforms: dict[str, Any] = {}
+        else:
+            neutra = NeuTraReparam(guide)
+            model = poutine.reparam(_sector_model(energy, site, sector), config={site: neutra})
+            with torch.random.fork_rng():  # its trial run of the model stays off the chains' RNG stream
+                _, potential_fn, transforms, _ = initialize_model(
+                    model, max_plate_nesting=0, initial_params={key: z0[0]}
+                )
         out = _run_pyro_chains(
             potential_fn, transforms, [{key: z0[c]} for c in range(num_chains)], key, kernel, num_samples,
             warmup_steps, step_size, num_steps, adapt_step_size, adapt_mass_matrix, full_mass, target_accept_prob,
@@ -348,6 +399,7 @@ def physical_nuts(
     keep_samples: bool = True,
     progress: bool = False,
     site: str = "x",
+    potential: str = "direct",
 ) -> SamplingResult:
     r"""The baseline: Pyro NUTS/HMC on the physical configuration, same API and result as :func:`latent_nuts`.
 
@@ -361,12 +413,15 @@ def physical_nuts(
             them from (e.g. a trained flow's ``guide.distribution()``: starts in equilibrium); default standard
             normal draws.
         site: name of the configuration site of the Boltzmann model.
+        potential: ``"direct"`` (default): :math:`\beta E(x)` as a plain ``potential_fn``; ``"model"``: Pyro's
+            potential of the traced Boltzmann model (same values and draws, slower; :data:`POTENTIALS`).
 
     Raises:
         NonFiniteError: a start point with NaN/inf coordinates or energy (before sampling starts).
         SamplerSettingsError: a step size that is not > 0, or ``num_samples``, ``num_chains`` below 1.
     """
     check_sampler_sizes("physical_nuts", step_size, num_samples=num_samples, num_chains=num_chains)
+    _check_potential(potential)
     es = tuple(energy.event_shape)
     dtype = energy.dtype
     t0 = time.perf_counter()
@@ -376,8 +431,14 @@ def physical_nuts(
     with torch.no_grad(), energy.unvalidated():
         u0 = energy.action(x0) if torch.isfinite(x0).all() else torch.full((num_chains,), float("nan"))
     check_start(x0, u0, "physical_nuts")
-    model = boltzmann_model(energy, site)
-    _, potential_fn, transforms, _ = initialize_model(model, max_plate_nesting=0, initial_params={site: x0[0]})
+    if potential == "direct":
+        potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] = _DirectPhysicalPotential(energy, site)
+        transforms: dict[str, Any] = {}
+    else:
+        model = boltzmann_model(energy, site)
+        with torch.random.fork_rng():  # its trial run of the model stays off the chains' RNG stream
+            _, potential_fn, transforms, _ = initialize_model(model, max_plate_nesting=0,
+                                                              initial_params={site: x0[0]})
     out = _run_pyro_chains(
         potential_fn, transforms, [{site: x0[c]} for c in range(num_chains)], site, kernel, num_samples,
         warmup_steps, step_size, num_steps, adapt_step_size, adapt_mass_matrix, full_mass, target_accept_prob,
