@@ -21,6 +21,8 @@ Sections (headline keys):
                            ``L16_ess_per_second_ratio_latent_hmc_walkers_vs_physical_nuts``: ESS(m2) per second of
                            latent NUTS and the latent walkers over the better of physical NUTS with diagonal or dense
                            mass, direct potentials, one trained flow (``--flow-dir`` keeps it)
+``ddp``                    ``ddp_weak_scaling_2proc``: the stored headline of ``benchmarks/distributed.py`` (weak
+                           scaling, 1 process x 1 thread vs 2 x 1, 200 steps, three repeats, machine load recorded)
 ``canonical``              ``canonical_linear_step_ratio_vs_torch``: step time of ``fit_variational`` on the linear
                            canonical flow (n=32, batch 200, float32) over the bare PyTorch loop of the same model,
                            loss and optimizer (interleaved repeats; float64 too; their F_q trajectories compared)
@@ -587,6 +589,19 @@ def nuts_section(args: argparse.Namespace) -> SectionResult:
                 "walkers": "10 leapfrog steps, step 0.2 adapted to acceptance 0.85, dense metric",
                 "chains": "one after another (Pyro on 2 cores)", "training": tinfo}
     return settings, {"rows": rows, "training": tinfo}, head
+
+
+@section("ddp", "weak scaling of distributed distillation: the headline of benchmarks/distributed.py's stored run "
+         "(run that script to measure it; it spawns its own processes)")
+def ddp_section(args: argparse.Namespace) -> SectionResult:
+    stored = read_result("distributed", "distributed_quick" if args.quick else None)
+    head = stored["headline"]
+    print(f"distributed.py of {stored['date']}: 2 processes / 1 process = {head['ddp_weak_scaling_2proc']:.2f} "
+          f"(repeats {', '.join(f'{r:.2f}' for r in head['ddp_weak_scaling_2proc_repeats'])})")
+    return {"source": "benchmarks/results/distributed/" + ("quick" if args.quick else "full") + ".json",
+            "date": stored["date"], **stored["settings"]}, {"figures": stored["figures"]}, {
+        "ddp_weak_scaling_2proc": head["ddp_weak_scaling_2proc"],
+        "ddp_weak_scaling_2proc_repeats": head["ddp_weak_scaling_2proc_repeats"]}
 
 
 # --- command line -------------------------------------------------------------------------------------------------
