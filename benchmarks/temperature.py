@@ -157,6 +157,27 @@ def curves(q: Any, L: int, temps: list[float], n: int, m2_exact: bool = True) ->
             "cv_peak_T_rel_err": (t_est - t_ex) / t_ex, "cv_peak_height_rel_err": (c_est - c_ex) / c_ex}
 
 
+def ais_check(args: argparse.Namespace) -> dict[str, Any]:
+    """C(T) near the L=8 peak from one conditioned flow, importance-sampled and from AIS started at the flow."""
+    d, secs = train_conditional(8, 1.8, 3.5, args.ais_train_seconds, conditioning="film")
+    temps = [float(t) for t in torch.linspace(2.1, 2.7, 5 if args.quick else 11)]
+    q, energy_at = d.distribution(), functools.partial(IsingRelaxed, 8)
+    exact = exact_curves(8, temps, moments=False)
+    t_ex, c_ex = exact["c_peak"]
+    out: dict[str, Any] = {"steps": d.step, "train_seconds": secs, "temperatures": temps, "exact": exact["rows"],
+                           "cv_peak_T_exact": t_ex, "cv_peak_exact": c_ex}
+    for label, kw in (("is", {"n": args.n_curve}), ("ais", {"ais": tuple(args.ais)})):
+        t0 = time.perf_counter()
+        est = thermodynamics(q, energy_at, temps, seed=2, **kw)
+        t_p, c_p = curve_peak(temps, [r["c"] for r in est])
+        out[label] = {"estimates": est, "seconds": time.perf_counter() - t0, "cv_peak_T": t_p, "cv_peak": c_p,
+                      "cv_peak_T_rel_err": (t_p - t_ex) / t_ex, "cv_peak_height_rel_err": (c_p - c_ex) / c_ex}
+        print(table([(f"{r['T']:.3f}", f"{r['c']:.4f} ± {r['c_err']:.4f}", f"{e['c']:.4f}", f"{r['ess_fraction']:.3f}")
+                     for r, e in zip(est, exact["rows"], strict=True)], ("T", f"c ({label})", "exact", "ESS/N")),
+              flush=True)
+    return out
+
+
 def posterior(args: argparse.Namespace, q: Any) -> dict[str, Any]:
     """NUTS on T from 5 exact configurations at T=2.5 against the exact grid posterior."""
     spins = exact_ising_spins(8, 2.5, args.n_obs, seed=7)
@@ -209,7 +230,7 @@ def plot(blob: dict[str, Any], path: Any) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["compare", "head", "main", "plot"], default=None,
+    ap.add_argument("--only", choices=["compare", "head", "main", "plot", "ais"], default=None,
                     help="one section; 'plot' draws the figures of the stored full run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--conditioning", choices=["film", "concat"], default=None,
@@ -226,6 +247,9 @@ def main() -> None:
     ap.add_argument("--nuts-samples", type=int, default=600)
     ap.add_argument("--nuts-warmup", type=int, default=300)
     ap.add_argument("--n-obs", type=int, default=5)
+    ap.add_argument("--ais-train-seconds", type=float, default=312.0,
+                    help="--only ais: training of its L=8 flow (default: twice the single-T time of the full run)")
+    ap.add_argument("--ais", type=int, nargs=2, default=(1024, 16), metavar=("PARTICLES", "TEMPERATURES"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.only == "plot":
@@ -245,6 +269,15 @@ def main() -> None:
     headline: dict[str, Any] = {}
     name = "temperature" + ("_quick" if args.quick else "") + (f"_{args.only}" if args.only else "")
 
+    if args.only == "ais":
+        figures["ais"] = a = ais_check(args)
+        for k in ("cv_peak_T_rel_err", "cv_peak_height_rel_err"):
+            headline[f"L8_{k}_ais"] = a["ais"][k]
+            headline[f"L8_{k}_is_same_flow"] = a["is"][k]
+        for k, v in headline.items():
+            print(f"{k}: {v}")
+        print(write_result(name, settings, figures, headline))
+        return
     if args.only == "head":
         figures["head"] = compare(args, ARMS["head"])
         for arm in ARMS["head"]:

@@ -239,3 +239,15 @@ def test_cli_sweep_study_writes_its_report(tmp_path) -> None:
     assert ConditionalFlowDistribution.load(tmp_path / "s" / "flow.pt").event_shape == (4, 4)
     assert main(["sweep", "--t-min", "3", "--t-max", "2", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_thermodynamics_from_flow_draws_and_from_ais() -> None:
+    from pyro_nrg.infer import thermodynamics
+
+    torch.manual_seed(0)
+    q = ConditionalFlowDistribution(perturb_parameters(_flow(), 0.05))
+    energy_at = functools.partial(IsingRelaxed, 4)
+    for kw in ({"n": 256}, {"ais": (32, 2)}):
+        (row,) = thermodynamics(q, energy_at, [2.5], **kw)
+        assert row["f_q_rel_err"] > -1e-3 and row["c"] > 0 and row["c_err"] > 0 and 0 < row["m2"] <= 1
+        assert all(math.isfinite(row[k]) for k in ("f", "u", "binder", "binder_err"))

@@ -165,8 +165,11 @@ def infer_temperature(
     idata = az.from_pyro(mcmc, log_likelihood=False)
     summ = az.summary(idata, var_names=["T"])
     row = summ.loc["T"]
+    # az.summary rounds R-hat to two decimals: the unrounded values come from az.rhat / az.ess
+    r_hat = float(az.rhat(idata, var_names=["T"])["T"])
+    ess_bulk = float(az.ess(idata, var_names=["T"], method="bulk")["T"])
     out = TemperaturePosterior(samples=samples, mean=float(samples.mean()), sd=float(samples.std(ddof=1)),
-                               r_hat=float(row["r_hat"]), ess_bulk=float(row["ess_bulk"]),
+                               r_hat=r_hat, ess_bulk=ess_bulk,
                                summary={k: float(v) for k, v in row.items()}, inference_data=idata)
     if flow_grid:
         with torch.no_grad():

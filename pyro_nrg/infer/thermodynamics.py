@@ -40,6 +40,7 @@ import torch
 from ..distributions import ConditionalFlowDistribution
 from ..energies.ising import IsingRelaxed, exact_ising_energy_per_site, exact_ising_log_z
 from ..energies.transfer_matrix import MAX_TRANSFER_MATRIX_L, exact_ising_moments
+from .ais import annealed_importance_sampling
 from .estimators import estimate_free_energy, sample_log_weights
 
 __all__ = ["ising_energy_moments", "thermodynamics", "exact_curves", "exact_specific_heat", "curve_peak"]
@@ -80,6 +81,7 @@ def thermodynamics(
     batch_size: int = 4096,
     seed: int | None = 0,
     float64: bool = True,
+    ais: tuple[int, int] | None = None,
 ) -> list[dict[str, float]]:
     """Importance-sampled thermodynamics of the relaxed Ising model at every temperature (module docstring).
 
@@ -94,6 +96,10 @@ def thermodynamics(
         seed: every temperature draws from the same seeded stream (common random numbers: the curves are smooth in
             ``T`` and their differences more precise than the points); ``None`` = the global RNG.
         float64: evaluate a float64 copy of the flow.
+        ais: ``(particles, temperatures)``: weight the draws of annealed importance sampling from the flow
+            (:func:`~pyro_nrg.infer.annealed_importance_sampling`, latent HMC from :math:`q` to :math:`p` at every
+            ``T``) instead of the flow's own draws (``n`` is then ignored). The variance-based :math:`c` needs the
+            tails that a reverse-KL flow under-covers; AIS fills them at the cost of the HMC transitions.
 
     Returns:
         One dict per temperature: ``T``, ``f_q``, ``f_q_err``, ``f_is``, ``f_is_err`` (relaxed model, total),
@@ -110,7 +116,12 @@ def thermodynamics(
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            x, lw = sample_log_weights(energy, q.distribution(T), n, batch_size)
+            if ais is None:
+                x, lw = sample_log_weights(energy, q.distribution(T), n, batch_size)
+            else:
+                res = annealed_importance_sampling(energy, q.distribution(T), num_particles=int(ais[0]),
+                                                   num_temperatures=int(ais[1]), batch_size=batch_size)
+                x, lw = res.samples, res.log_weights
         x = x.to(torch.float64)
         exact = float(energy.log_z())
         est = estimate_free_energy(lw, T, exact)
