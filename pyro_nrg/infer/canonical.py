@@ -331,6 +331,45 @@ class DensityResult:
     config: dict = field(default_factory=dict)
 
 
+def _density_split(
+    model: CanonicalFlow, positions: torch.Tensor, masses: float | torch.Tensor, cfg: DensityConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """Check ``positions`` ``(N, n)`` and split them (seeded) into training positions and validation phase-space
+    points with Maxwell–Boltzmann momenta; also returns the generator, which the epochs go on drawing from."""
+    if positions.dim() != 2 or positions.shape[1] != model.n:
+        raise EventShapeError(
+            f"fit_density expects positions of shape (N, {model.n}), got {tuple(positions.shape)}: "
+            f"reshape to positions.reshape(-1, {model.n})"
+        )
+    n_total = positions.shape[0]
+    n_val = max(1, int(round(cfg.val_fraction * n_total)))
+    if n_total - n_val < 2:
+        raise EventShapeError(
+            f"fit_density needs more samples: {n_total} with val_fraction={cfg.val_fraction} leaves "
+            f"{n_total - n_val} for training; supply at least 10 samples"
+        )
+    dtype, device = module_dtype_device(model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(n_total, generator=gen)
+    q_all = positions.detach().to(dtype=dtype, device=device)
+    q_val, q_train = q_all[perm[:n_val]], q_all[perm[n_val:]]
+    return q_train, maxwell_boltzmann(q_val, masses, model.temperature, generator=gen), gen
+
+
+def _density_epoch(svi: SVI, x_train: torch.Tensor, order: torch.Tensor, cfg: DensityConfig, epoch: int) -> float:
+    """One epoch of :func:`fit_density` over the mini-batches of ``order``; the mean training NLL per sample."""
+    n_train = x_train.shape[0]
+    tot = 0.0
+    for idx in torch.split(order, cfg.batch_size):
+        loss = svi.step(x_train[idx], idx)
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"fit_density: loss is {loss} at epoch {epoch}: lower lr (now {cfg.lr}) or set clip_norm"
+            )
+        tot += loss * len(idx) / n_train  # loss = -(n_train/B) sum log q
+    return tot / n_train
+
+
 def fit_density(
     model: CanonicalFlow,
     positions: torch.Tensor,
@@ -360,26 +399,10 @@ def fit_density(
         TrainingDivergedError: the loss became NaN/inf.
     """
     cfg = config or DensityConfig()
-    if positions.dim() != 2 or positions.shape[1] != model.n:
-        raise EventShapeError(
-            f"fit_density expects positions of shape (N, {model.n}), got {tuple(positions.shape)}: "
-            f"reshape to positions.reshape(-1, {model.n})"
-        )
-    n_total = positions.shape[0]
-    n_val = max(1, int(round(cfg.val_fraction * n_total)))
-    if n_total - n_val < 2:
-        raise EventShapeError(
-            f"fit_density needs more samples: {n_total} with val_fraction={cfg.val_fraction} leaves "
-            f"{n_total - n_val} for training; supply at least 10 samples"
-        )
-    dtype, device = module_dtype_device(model)
+    device = module_dtype_device(model)[1]
     T = model.temperature
-    gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(n_total, generator=gen)
-    q_all = positions.detach().to(dtype=dtype, device=device)
-    q_val, q_train = q_all[perm[:n_val]], q_all[perm[n_val:]]
-    x_val = maxwell_boltzmann(q_val, masses, T, generator=gen)
-    n_train = q_train.shape[0]
+    q_train, x_val, gen = _density_split(model, positions, masses, cfg)
+    n_train, n_val = q_train.shape[0], x_val.shape[0]
     name = _unique_name("canonical_mle")
 
     def pyro_model(x: torch.Tensor, idx: torch.Tensor) -> None:
@@ -417,15 +440,7 @@ def fit_density(
         for epoch in range(cfg.max_epochs):
             x_train = maxwell_boltzmann(q_train, masses, T, generator=gen)
             order = torch.randperm(n_train, generator=gen).to(device)
-            tot = 0.0
-            for idx in torch.split(order, cfg.batch_size):
-                loss = svi.step(x_train[idx], idx)
-                if not math.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"fit_density: loss is {loss} at epoch {epoch}: lower lr (now {cfg.lr}) or set clip_norm"
-                    )
-                tot += loss * len(idx) / n_train  # loss = -(n_train/B) sum log q
-            res.train_nll.append(tot / n_train)
+            res.train_nll.append(_density_epoch(svi, x_train, order, cfg, epoch))
             v = val_nll()
             res.val_nll.append(v)
             optim.step(v)

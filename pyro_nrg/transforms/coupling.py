@@ -427,6 +427,53 @@ def _affine_stack_params(stack: CouplingStack) -> list[torch.Tensor]:
     return out
 
 
+def _unpack_stack_params(couplings: tuple[Any, ...], params: tuple[torch.Tensor, ...]) -> list[tuple[list, Any]]:
+    """Per coupling of a stack spec: its ``[(weight, bias or None), ...]`` and its log-scale bound (or ``None``),
+    taken in order from the flat ``params``."""
+    per_part, i = [], 0
+    for _cond, _trans, additive, _odd, fixed, (_act, linears) in couplings:
+        layer_params = []
+        for _, _, bias in linears:
+            layer_params.append((params[i], params[i + 1] if bias else None))
+            i += 2 if bias else 1
+        bound = None
+        if not additive and fixed is None:
+            bound, i = params[i], i + 1
+        per_part.append((layer_params, bound))
+    return per_part
+
+
+def _kernel_net(h: torch.Tensor, layer_params: list, act_fn: Callable[[torch.Tensor], torch.Tensor] | None
+                ) -> torch.Tensor:
+    """The coupling's MLP on ``h``; a first layer with K <= 2 inputs is written element-wise so that the compiler
+    fuses it with the activation."""
+    for j, (w, b) in enumerate(layer_params):
+        if j == 0 and w.shape[1] <= 2:
+            y = h[..., 0:1] * w[:, 0]
+            for c in range(1, w.shape[1]):
+                y = y + h[..., c:c + 1] * w[:, c]
+            h = y if b is None else y + b
+        else:
+            h = F.linear(h, w, b)
+        if act_fn is not None and j < len(layer_params) - 1:
+            h = act_fn(h)
+    return h
+
+
+def _kernel_scale_shift(u: torch.Tensor, n: int, additive: bool, odd: bool, layer_params: list,
+                        act_fn: Callable[[torch.Tensor], torch.Tensor] | None
+                        ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Raw log-scale (``None`` when additive) and shift of ``n`` transformed variables given the conditioner ``u``;
+    an odd coupling symmetrises the net over ``±u``."""
+    if odd:
+        hp, hm = _kernel_net(torch.stack([u, -u]), layer_params, act_fn)
+        if additive:
+            return None, 0.5 * (hp - hm)
+        return 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
+    h = _kernel_net(u, layer_params, act_fn)
+    return (None, h) if additive else (h[..., :n], h[..., n:])
+
+
 def _make_affine_stack_kernel(spec: tuple[Any, ...], inverse: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     r"""A pure function ``(rows, *params) -> (out, ldj)`` computing what :meth:`CouplingStack.forward_and_log_det`
     (or the inverse) computes for a stack of structure ``spec`` (:func:`affine_stack_spec`), written for the compiler:
@@ -434,17 +481,7 @@ def _make_affine_stack_kernel(spec: tuple[Any, ...], inverse: bool) -> Callable[
     d, couplings = spec
 
     def kernel(rows: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # the parameters of every coupling, in the stack's order
-        per_part, i = [], 0
-        for cond, trans, additive, odd, fixed, (act, linears) in couplings:
-            layer_params = []
-            for _, _, bias in linears:
-                layer_params.append((params[i], params[i + 1] if bias else None))
-                i += 2 if bias else 1
-            bound = None
-            if not additive and fixed is None:
-                bound, i = params[i], i + 1
-            per_part.append((layer_params, bound))
+        per_part = _unpack_stack_params(couplings, params)
         ldj = rows.new_zeros(rows.shape[0])
         order = range(len(couplings) - 1, -1, -1) if inverse else range(len(couplings))
         for k in order:
@@ -452,30 +489,7 @@ def _make_affine_stack_kernel(spec: tuple[Any, ...], inverse: bool) -> Callable[
             layer_params, bound = per_part[k]
             act_fn = _activation(act) if len(linears) > 1 else None
             u, v = rows[:, list(cond)], rows[:, list(trans)]
-
-            def net(h: torch.Tensor) -> torch.Tensor:
-                for j, (w, b) in enumerate(layer_params):
-                    if j == 0 and w.shape[1] <= 2:  # a matmul with K <= 2: element-wise, fused with the activation
-                        y = h[..., 0:1] * w[:, 0]
-                        for c in range(1, w.shape[1]):
-                            y = y + h[..., c:c + 1] * w[:, c]
-                        h = y if b is None else y + b
-                    else:
-                        h = F.linear(h, w, b)
-                    if act_fn is not None and j < len(layer_params) - 1:
-                        h = act_fn(h)
-                return h
-
-            n = len(trans)
-            if odd:
-                hp, hm = net(torch.stack([u, -u]))
-                if additive:
-                    s, t = None, 0.5 * (hp - hm)
-                else:
-                    s, t = 0.5 * (hp[..., :n] + hm[..., :n]), 0.5 * (hp[..., n:] - hm[..., n:])
-            else:
-                h = net(u)
-                s, t = (None, h) if additive else (h[..., :n], h[..., n:])
+            s, t = _kernel_scale_shift(u, len(trans), additive, odd, layer_params, act_fn)
             if s is not None:
                 s = bound * torch.tanh(s) if fixed is None else fixed * torch.tanh(s / fixed)
                 ldj = ldj + s.sum(-1)
