@@ -41,7 +41,7 @@ from pyro_nrg.flows import conditional_neural_rg, neural_rg
 from pyro_nrg.infer import DistillConfig, Distiller, TimeBudget
 from pyro_nrg.infer.temperature import ConditionalDistiller, TemperatureRange, estimate_at
 from pyro_nrg.infer.temperature_posterior import grid_temperature_posterior, infer_temperature
-from pyro_nrg.infer.thermodynamics import curve_peak, exact_curves, thermodynamics
+from pyro_nrg.infer.thermo import curve_peak, exact_curves, thermodynamics
 
 TARGET = 3e-3
 

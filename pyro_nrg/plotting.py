@@ -579,9 +579,9 @@ def plot_thermodynamics(
     \rangle`, the Binder cumulant (estimates with error bars, exact curves as lines) and the relative F_q error.
 
     Args:
-        estimates: rows of :func:`~pyro_nrg.infer.thermodynamics.thermodynamics` (``T``, ``f``, ``u``, ``c``,
+        estimates: rows of :func:`~pyro_nrg.infer.thermo.thermodynamics` (``T``, ``f``, ``u``, ``c``,
             ``m2``, ``binder`` with ``*_err``, ``f_q_rel_err``).
-        exact: rows of :func:`~pyro_nrg.infer.thermodynamics.exact_curves` (keys missing there are not drawn).
+        exact: rows of :func:`~pyro_nrg.infer.thermo.exact_curves` (keys missing there are not drawn).
         title: figure title.
     """
     fig = _figure((12, 6.5))

@@ -67,3 +67,19 @@ def test_no_import_cycles_among_pyro_nrg_modules() -> None:
             visit(m, [m])
     assert not cycles, "import cycles (import from the defining module, not its package):\n" + "\n".join(
         " -> ".join(c) for c in cycles)
+
+
+def test_no_module_is_shadowed_by_a_name_of_its_package() -> None:
+    """``import pyro_nrg.a.b as m`` binds ``getattr(pyro_nrg.a, "b")``: a function or class of that name exported by
+    the package would hide the module ``b`` (as ``distill`` once did)."""
+    import importlib
+
+    bad = []
+    for name in MODULES:
+        parent, _, leaf = name.rpartition(".")
+        if not parent:
+            continue
+        module = importlib.import_module(name)
+        if getattr(importlib.import_module(parent), leaf, None) is not module:
+            bad.append(f"{parent}.{leaf} is a {type(getattr(importlib.import_module(parent), leaf)).__name__}")
+    assert not bad, "rename the module or the exported name:\n" + "\n".join(bad)

@@ -25,7 +25,7 @@ from pyro_nrg.infer.temperature_posterior import (
     infer_temperature,
     temperature_model,
 )
-from pyro_nrg.infer.thermodynamics import curve_peak, exact_curves, exact_specific_heat, ising_energy_moments
+from pyro_nrg.infer.thermo import curve_peak, exact_curves, exact_specific_heat, ising_energy_moments
 from pyro_nrg.testing import check_transform, perturb_parameters
 from pyro_nrg.transforms import ConditionalMLP
 

@@ -60,7 +60,7 @@ from .temperature_posterior import (
     infer_temperature,
     temperature_model,
 )
-from .thermodynamics import curve_peak, exact_curves, exact_specific_heat, ising_energy_moments, thermodynamics
+from .thermo import curve_peak, exact_curves, exact_specific_heat, ising_energy_moments, thermodynamics
 
 __all__ = [
     "AISResult",

@@ -3,7 +3,7 @@
 Phases: distil a :class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow` over ``[t_min, t_max]``
 (:class:`~pyro_nrg.infer.temperature.ConditionalDistiller`; checkpoints in the run folder), save it
 (``flow.pt``, :class:`~pyro_nrg.distributions.ConditionalFlowDistribution`), estimate the thermodynamic curves
-(:func:`~pyro_nrg.infer.thermodynamics.thermodynamics`) against the exact finite-``L`` ones (Kaufman; transfer
+(:func:`~pyro_nrg.infer.thermo.thermodynamics`) against the exact finite-``L`` ones (Kaufman; transfer
 matrix for ``L <= 10``; Wolff for :math:`\\langle m^2\\rangle` beyond), locate the C(T) peak, and check the Pyro model
 that infers T from a few configurations (exact draws for ``L <= 10``, Wolff draws beyond) against the exact grid
 posterior. Writes ``summary.json``, ``thermodynamics.json``, ``report.md`` and two figures.
@@ -23,7 +23,7 @@ from ..flows import conditional_neural_rg
 from ..infer import DistillConfig
 from ..infer.temperature import ConditionalDistiller, TemperatureRange
 from ..infer.temperature_posterior import grid_temperature_posterior, infer_temperature
-from ..infer.thermodynamics import curve_peak, exact_curves, thermodynamics
+from ..infer.thermo import curve_peak, exact_curves, thermodynamics
 from .config import SweepStudyConfig
 from .report import Row, RunFolder, StudyOutcome, console_table, fmt_rel, fmt_value
 
