@@ -222,7 +222,7 @@ def distill_temperatures(
     resume: bool = False,
     callbacks: Sequence[Callable[[Distiller, dict[str, float]], bool | None]] = (),
     progress: bool | None = None,
-    **config_fields: Any,
+    **config_overrides: Any,
 ) -> DistillResult:
     """Train a temperature-conditioned flow over a range, as :func:`~pyro_nrg.infer.distill` trains one at one T.
 
@@ -230,12 +230,12 @@ def distill_temperatures(
         energy_at: the energy at any ``T`` (e.g. ``functools.partial(IsingRelaxed, 8)``).
         flow: a :class:`~pyro_nrg.transforms.ConditionalHierarchicalFlow`.
         temperatures: :class:`TemperatureRange` (default: the flow's range, 8 stratified temperatures per step).
-        config: a full :class:`~pyro_nrg.infer.DistillConfig` (then ``config_fields`` are ignored).
+        config: a full :class:`~pyro_nrg.infer.DistillConfig` (then ``config_overrides`` are ignored).
         checkpoint_dir: folder for checkpoints and ``metrics.jsonl``.
         resume: continue from ``checkpoint_dir/checkpoint.pt`` if it exists.
         callbacks: ``cb(distiller, record) -> bool | None``; ``True`` stops training.
         progress: tqdm bar (default: only when stderr is a terminal).
-        **config_fields: :class:`~pyro_nrg.infer.DistillConfig` fields (``steps``, ``batch_size``, ``lr``...).
+        **config_overrides: :class:`~pyro_nrg.infer.DistillConfig` fields (``steps``, ``batch_size``, ``lr``...).
 
     Returns:
         :class:`~pyro_nrg.infer.DistillResult`; ``result.distiller.distribution()`` is the trained
@@ -246,7 +246,7 @@ def distill_temperatures(
     """
     import pyro
 
-    cfg = config or DistillConfig(**config_fields)
+    cfg = config or DistillConfig(**config_overrides)
     if cfg.seed is not None:
         pyro.set_rng_seed(cfg.seed)
     runner = ConditionalDistiller(energy_at, flow, cfg, temperatures, checkpoint_dir)
