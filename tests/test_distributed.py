@@ -36,6 +36,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         if rank == 0:
             Path(tmp, "history.json").write_text(json.dumps(d.history))
             torch.save(d.flow.state_dict(), Path(tmp, "flow.pt"))
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
@@ -111,6 +112,7 @@ def _grad_worker(rank: int, world: int, tmp: str) -> None:
         d.train_step()
         if rank == 0:
             torch.save({n: p.grad for n, p in d.flow.named_parameters()}, Path(tmp, "grad.pt"))
+        torch.distributed.barrier()  # neither rank tears the group down while the other still talks to it
     finally:
         torch.distributed.destroy_process_group()
 
