@@ -42,6 +42,7 @@ from ...distributions import FlowDistribution, LatticeSymmetrized, Z2Symmetrized
 from ...energies.base import Energy
 from ...errors import PriorReparamError
 from ..pushforward import as_flow_event, flow_event_shape, flow_of, param_dtype, to_physical
+from .sector import Z2Sector
 
 __all__ = ["renormalized_energy", "RenormalizedPotential", "latent_reparam", "LatentModel"]
 
@@ -85,6 +86,9 @@ class RenormalizedPotential:
         energy: physical energy.
         guide_or_flow: trained :class:`~pyro_nrg.infer.FlowGuide`, flow distribution or flow.
         site: name of the latent variable in the params dict.
+        sector: a :math:`Z_2` sector function :math:`h` (:class:`~pyro_nrg.infer.mcmc.sector.Z2Sector`): the
+            potential becomes :math:`\beta E_{\rm eff}(z) - \ln 2h(g(z))` (the target of the sector samplers);
+            ``None``: none.
 
     Example:
         >>> pot = RenormalizedPotential(energy, guide)                                   # doctest: +SKIP
@@ -93,10 +97,11 @@ class RenormalizedPotential:
         >>> mcmc.run(); x = pot.to_physical(mcmc.get_samples()["z"])                        # doctest: +SKIP
     """
 
-    def __init__(self, energy: Energy, guide_or_flow: Any, site: str = "z") -> None:
+    def __init__(self, energy: Energy, guide_or_flow: Any, site: str = "z", sector: Z2Sector | None = None) -> None:
         self.energy = energy
         self.flow = flow_of(guide_or_flow)
         self.site = site
+        self.sector = sector
         self.event_shape = flow_event_shape(self.flow, energy)
         self.num_calls = 0
 
@@ -104,7 +109,10 @@ class RenormalizedPotential:
         self.num_calls += 1
         z = params[self.site]
         x, ldj = to_physical(self.flow, self.energy, z)
-        return (self.energy.action(x) - ldj).sum()
+        u = self.energy.action(x) - ldj
+        if self.sector is not None:
+            u = u - self.sector.log_weight(x)
+        return u.sum()
 
     def initial_params(self, num_chains: int | None = None) -> dict[str, torch.Tensor]:
         """Standard-normal starting latents: ``(*event_shape)`` or ``(num_chains, *event_shape)`` (Pyro's layout)."""

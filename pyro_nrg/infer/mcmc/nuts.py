@@ -38,6 +38,7 @@ from ...energies.base import Energy
 from ...errors import SamplerSettingsError
 from ..model import FlowGuide, boltzmann_model, boltzmann_site
 from ..pushforward import check_flow_fits, flow_of, frozen, param_dtype, to_physical
+from .latent import RenormalizedPotential
 from .results import SamplingResult
 from .sector import Z2Sector, resolve_sector
 from .starts import chain_inits, check_sampler_sizes, check_start
@@ -99,24 +100,6 @@ class _Recorder:
         self.prev_div = n_div
         self.rows.append((min(1.0, max(0.0, acc)), div, float(kernel.step_size), count - self.last_count))
         self.last_count = count
-
-
-class _DirectLatentPotential:
-    r""":math:`U(z) = \beta E(g(z)) - \ln|\det \partial g/\partial z| - \ln 2h(g(z))`, a plain function of ``{key: z}``.
-
-    The potential Pyro derives from the NeuTra-reparameterised Boltzmann model (the same terms, the flat site's
-    masked density contributing nothing), without tracing the model at every gradient.
-    """
-
-    def __init__(self, energy: Energy, flow: Any, key: str, sector: Z2Sector | None) -> None:
-        self.energy, self.flow, self.key, self.sector = energy, flow, key, sector
-
-    def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        x, ldj = to_physical(self.flow, self.energy, params[self.key])
-        u = self.energy.action(x) - ldj
-        if self.sector is not None:
-            u = u - self.sector.log_weight(x)
-        return u.sum()
 
 
 class _DirectPhysicalPotential:
@@ -332,7 +315,7 @@ def latent_nuts(
         sector = resolve_sector(energy, guide_or_flow, flow, z2_symmetric)
     with frozen(flow):
         if potential == "direct":
-            potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] = _DirectLatentPotential(
+            potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] = RenormalizedPotential(
                 energy, flow, key, sector)
             transforms: dict[str, Any] = {}
         else:
